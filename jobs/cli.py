@@ -1,0 +1,53 @@
+"""`genie`: one command for every job. Each subcommand is `python -m jobs.<module>`.
+
+The CLI only dispatches: every job module owns its parser (`build_parser`) and its
+`main(argv)`, so `genie synth --help` and `python -m jobs.synth --help` print the same,
+and `ray job submit -- python -m jobs.synth ...` runs exactly what the CLI runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module under jobs/, one line for `genie --help`)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": (
+        "jobs.synth",
+        "render the built-in synthetic platformer corpus (videos + action logs)",
+    ),
+}
+
+EPILOG = """\
+examples:
+  genie synth --out data/raw --videos 30 --seed 0
+  genie synth --help
+
+Every subcommand runs the same as `python -m jobs.<module>`; that is what you pass to
+`ray job submit --working-dir . -- python -m jobs.<module> ...` on a cluster.
+"""
+
+
+def usage() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = ["usage: genie <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    return "\n".join(lines) + "\n\n" + EPILOG
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"genie: unknown command {name!r}\n", file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return module.main(rest, prog=f"genie {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The one place that writes and reads video with PyAV.
+
+Frames are RGB uint8 arrays shaped (H, W, 3). Encoders run single-threaded so the same
+frames give the same bytes on every run (clip ids and dataset hashes depend on it).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# container suffix -> (codec, pixel format, codec options)
+CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
+    ".mp4": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20"}),
+    ".mkv": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20"}),
+    ".webm": (
+        "libvpx",
+        "yuv420p",
+        {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "1M"},
+    ),
+}
+
+
+def write_video(
+    target: str | Path | io.BytesIO,
+    frames: Iterable[np.ndarray],
+    fps: int | Fraction,
+    container: str = ".mp4",
+    options: dict[str, str] | None = None,
+) -> int:
+    """Encode RGB frames into `target` (a path or a BytesIO). Returns the number of frames."""
+    suffix = Path(target).suffix if isinstance(target, str | Path) else container
+    codec, pix_fmt, defaults = CODECS[suffix]
+    fmt = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm"}[suffix]
+    count = 0
+    with av.open(target, mode="w", format=fmt) as out:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = out.add_stream(codec, rate=Fraction(fps))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = pix_fmt
+                stream.options = {**defaults, **(options or {})}
+                stream.codec_context.thread_count = 1
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            out.mux(stream.encode(video_frame))
+            count += 1
+        if stream is not None:
+            out.mux(stream.encode())
+    return count
+
+
+def encode_mp4(frames: np.ndarray, fps: int, crf: int = 18) -> bytes:
+    """A (T, H, W, 3) uint8 clip as H.264 mp4 bytes (what a curated clip row stores)."""
+    buffer = io.BytesIO()
+    write_video(buffer, frames, fps, container=".mp4", options={"crf": str(crf)})
+    return buffer.getvalue()
+
+
+def read_frames(source: str | Path | bytes) -> np.ndarray:
+    """Every frame of a (small) video as a (T, H, W, 3) uint8 array, at its stored rate."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    with av.open(handle) as container:
+        frames = [f.to_ndarray(format="rgb24", threads=1) for f in container.decode(video=0)]
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
