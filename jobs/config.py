@@ -147,6 +147,11 @@ def _coerce(hint: Any, value: Any, field: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads `3e-4` as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is Path and isinstance(value, str):
         return Path(value)
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Start, stop and inspect the local platform: one Ray head node and one MLflow server.
+
+    python platform/local/localctl.py up | down | status      (or: make up / make down / make status)
+
+Everything it starts listens on 127.0.0.1; Ray's jobs API wants the token in ~/.ray/auth_token.
+State and logs live in $GENIE_HOME (default: .genie/ in the repo). `up` twice is harmless;
+`down` stops only the processes `up` started (by their pid files), never another Ray on the machine.
+Ports come from the environment so a test session can run beside a user's platform:
+GENIE_RAY_PORT, GENIE_DASHBOARD_PORT, GENIE_RAY_CLIENT_PORT, GENIE_RAY_AGENT_PORT, GENIE_MLFLOW_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv's bin: ray, mlflow and the python jobs run with
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Ports:
+    ray: int
+    dashboard: int
+    ray_client: int
+    ray_agent: int
+    mlflow: int
+
+    @staticmethod
+    def from_env() -> Ports:
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(f"GENIE_{name}_PORT", default))
+
+        return Ports(
+            ray=port("RAY", 6379),
+            dashboard=port("DASHBOARD", 8265),
+            ray_client=port("RAY_CLIENT", 10001),
+            ray_agent=port("RAY_AGENT", 52365),
+            mlflow=port("MLFLOW", 5000),
+        )
+
+
+@dataclass(frozen=True)
+class Platform:
+    home: Path
+    ports: Ports
+
+    @property
+    def ray_temp_dir(self) -> Path:
+        # Ray's socket paths must stay under 107 bytes: fall back to a short dir under /tmp.
+        path = self.home / "ray"
+        if len(str(path)) <= 40:
+            return path
+        digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"genie-ray-{digest}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{HOST}:{self.ports.dashboard}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.ports.mlflow}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"{HOST}:{self.ports.ray}"
+
+    def pid_file(self, service: str) -> Path:
+        return self.home / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.home / "logs" / f"{service}.log"
+
+    def env_lines(self) -> list[str]:
+        return [
+            f"export PATH={BIN}:$PATH",
+            f"export RAY_ADDRESS={self.dashboard_url}",
+            "export RAY_AUTH_MODE=token",
+            f"export MLFLOW_TRACKING_URI={self.mlflow_url}",
+        ]
+
+
+def ensure_token() -> str:
+    """Ray's auth token, created once like `ray get-auth-token --generate` but readable by us only."""
+    if not TOKEN_FILE.exists():
+        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex())
+    return TOKEN_FILE.read_text().strip()
+
+
+def running_pid(platform: Platform, service: str) -> int | None:
+    """The pid `up` recorded for `service`, if that process is still alive."""
+    path = platform.pid_file(service)
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink()
+        return None
+    return pid
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((HOST, port)) == 0
+
+
+def http_status(url: str, token: str | None = None) -> int | None:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def ray_command(platform: Platform) -> list[str]:
+    p = platform.ports
+    return [
+        str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
+        "--node-ip-address", HOST, "--port", str(p.ray),
+        "--dashboard-host", HOST, "--dashboard-port", str(p.dashboard),
+        "--ray-client-server-port", str(p.ray_client),
+        "--dashboard-agent-listen-port", str(p.ray_agent),
+        "--temp-dir", str(platform.ray_temp_dir),
+    ]  # fmt: skip
+
+
+def mlflow_command(platform: Platform) -> list[str]:
+    store = platform.home / "mlflow"
+    return [
+        str(BIN / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"),
+        "--host", HOST, "--port", str(platform.ports.mlflow), "--workers", "1",
+    ]  # fmt: skip
+
+
+def service_env(platform: Platform) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # jobs' `python` is the venv's
+        RAY_AUTH_MODE="token",
+        # Binds every Ray listener (GCS, raylet, agents) to 127.0.0.1, not only the dashboard.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        MLFLOW_TRACKING_URI=platform.mlflow_url,
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    return env
+
+
+def start(
+    platform: Platform, service: str, command: list[str], ready_url: str, token: str | None
+) -> None:
+    if running_pid(platform, service):
+        print(f"{service}: already running (pid {running_pid(platform, service)})")
+        return
+    log = platform.log_file(service)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=service_env(platform),
+            cwd=REPO,
+            start_new_session=True,  # its own process group: `down` stops exactly this tree
+        )
+    platform.pid_file(service).write_text(str(process.pid))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while http_status(ready_url, token) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            stop(platform, service)
+            raise SystemExit(f"{service} did not start; last lines of {log}:\n{tail}")
+        time.sleep(0.5)
+    print(f"{service}: started (pid {process.pid}), log {log}")
+
+
+def stop(platform: Platform, service: str) -> None:
+    pid = running_pid(platform, service)
+    if pid is None:
+        print(f"{service}: not running")
+        return
+    # Only the leader gets SIGTERM: `ray start --block` then stops its node in order, while
+    # signalling the whole group at once leaves raylet and agents hanging.
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.3)
+    else:
+        print(f"{service}: still running after {STOP_TIMEOUT_S}s, killing it")
+        os.killpg(pid, signal.SIGKILL)
+    platform.pid_file(service).unlink(missing_ok=True)
+    print(f"{service}: stopped")
+
+
+def up(platform: Platform) -> None:
+    platform.home.mkdir(parents=True, exist_ok=True)
+    token = ensure_token()
+    for service, port in (("mlflow", platform.ports.mlflow), ("ray", platform.ports.dashboard)):
+        if not running_pid(platform, service) and port_in_use(port):
+            raise SystemExit(
+                f"port {port} on {HOST} is taken by another program, so {service} cannot start; "
+                f"set GENIE_{'DASHBOARD' if service == 'ray' else 'MLFLOW'}_PORT to a free port"
+            )
+    start(platform, "mlflow", mlflow_command(platform), f"{platform.mlflow_url}/health", None)
+    start(platform, "ray", ray_command(platform), f"{platform.dashboard_url}/api/jobs/", token)
+    (platform.home / "platform.json").write_text(
+        json.dumps({"home": str(platform.home), "ports": asdict(platform.ports)}, indent=2)
+    )
+    (platform.home / "env").write_text("\n".join(platform.env_lines()) + "\n")
+    status(platform)
+
+
+def down(platform: Platform) -> None:
+    stop(platform, "ray")
+    stop(platform, "mlflow")
+    # A stale pointer here makes the next ray.init() with this temp dir try to join a dead cluster.
+    (platform.ray_temp_dir / "ray_current_cluster").unlink(missing_ok=True)
+
+
+def status(platform: Platform) -> None:
+    token = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
+    ray_ok = (
+        running_pid(platform, "ray")
+        and http_status(f"{platform.dashboard_url}/api/jobs/", token) == 200
+    )
+    mlflow_ok = (
+        running_pid(platform, "mlflow") and http_status(f"{platform.mlflow_url}/health") == 200
+    )
+    print(f"Ray head     {'up  ' if ray_ok else 'down'}  dashboard  {platform.dashboard_url}")
+    print(f"             {'    '}  address    {platform.gcs_address} (token auth on, {TOKEN_FILE})")
+    print(f"MLflow       {'up  ' if mlflow_ok else 'down'}  UI         {platform.mlflow_url}")
+    print(f"State, logs  {platform.home}")
+    if ray_ok:
+        print("\nSubmit a job to this cluster:")
+        print(f"  source {platform.home / 'env'}")
+        print(
+            "  ray job submit --working-dir . -- python -m jobs.synth --out /tmp/genie-raw --videos 2"
+        )
+        print("  ray job list; ray job logs <submission id>")
+    if not (ray_ok and mlflow_ok):
+        print("\nStart it with: make up")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="localctl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    home = Path(os.environ.get("GENIE_HOME", REPO / ".genie")).resolve()
+    platform = Platform(home=home, ports=Ports.from_env())
+    {"up": up, "down": down, "status": status}[args.command](platform)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
