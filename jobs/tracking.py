@@ -1,0 +1,159 @@
+"""The one MLflow helper every job logs through.
+
+A job must never die because the tracking server is down: `Tracker.open` checks the server
+first, and when it cannot be reached the job goes on, says so once, and keeps its metrics in
+`metrics.jsonl` beside its outputs so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("genie.tracking")
+DEFAULT_URI = "http://127.0.0.1:5000"
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def server_reachable(uri: str, timeout_s: float = 3.0) -> bool:
+    if not uri.startswith("http"):
+        return True  # a file: or sqlite: store needs no server
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+class Tracker:
+    """One MLflow run, or a local fallback when the server cannot be reached."""
+
+    def __init__(self, run_id: str | None, uri: str, fallback: Path | None):
+        self.run_id = run_id
+        self.uri = uri
+        self.fallback = fallback
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    @classmethod
+    def open(
+        cls,
+        experiment: str,
+        run_name: str,
+        *,
+        uri: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        fallback_dir: Path | None = None,
+    ) -> Tracker:
+        """Start (or, given `run_id`, continue) a run in `experiment`."""
+        uri = tracking_uri(uri)
+        fallback = (fallback_dir / "metrics.jsonl") if fallback_dir else None
+        if not server_reachable(uri):
+            print(
+                f"MLflow at {uri} is unreachable: going on without tracking"
+                + (f", metrics kept in {fallback}" if fallback else ""),
+                flush=True,
+            )
+            return cls(None, uri, fallback)
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        if run_id is None:
+            found = client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+            all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **(tags or {})}
+            run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        else:
+            client.update_run(run_id, status="RUNNING")
+            for key, value in (tags or {}).items():
+                client.set_tag(run_id, key, value)
+        return cls(run_id, uri, fallback)
+
+    def _client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self.uri)
+
+    def _guard(self, what: str, call) -> None:
+        """Tracking failures mid-run are reported, never raised."""
+        try:
+            call()
+        except Exception as e:  # the server may go away mid-run; the job must not
+            log.warning("MLflow %s failed (%s); the job goes on", what, e)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self.active:
+            from mlflow.entities import Param
+
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            self._guard("log_params", lambda: self._client().log_batch(self.run_id, params=items))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if self.fallback is not None:
+            self.fallback.parent.mkdir(parents=True, exist_ok=True)
+            with self.fallback.open("a") as f:
+                f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.active:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            self._guard("log_metrics", lambda: self._client().log_batch(self.run_id, metrics=items))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.active:
+            for key, value in tags.items():
+                self._guard(
+                    "set_tag", lambda k=key, v=value: self._client().set_tag(self.run_id, k, v)
+                )
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self.active:
+            self._guard(
+                f"log_artifact {path.name}",
+                lambda: self._client().log_artifact(self.run_id, str(path), artifact_path),
+            )
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.active:
+            self._guard("finish", lambda: self._client().set_terminated(self.run_id, status))
+
+
+@contextmanager
+def tracked_run(experiment: str, run_name: str, **kwargs: Any) -> Iterator[Tracker]:
+    """`with tracked_run(...) as tracker:` ends the run FINISHED, or FAILED on an exception."""
+    tracker = Tracker.open(experiment, run_name, **kwargs)
+    try:
+        yield tracker
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish()
