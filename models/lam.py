@@ -6,7 +6,8 @@ Action convention, used everywhere in this package: for T frames there are T-1 a
 Encoder: causal ST-transformer over patches of x_0..x_{T-1}; its output at frame t+1 (which
 has seen x_0..x_{t+1}) is mean-pooled over space into the continuous latent a_t, quantized to
 one of `num_actions` codes. Decoder: causal ST-transformer over x_0..x_{T-2} with the embedded
-a_t added to every token of frame t; its output at frame t predicts the pixels of x_{t+1}.
+a_t added to every token of frame t; its output at frame t predicts the change x_{t+1} - x_t, so copying the static scene costs
+nothing and the loss (and so the action code) is about what moved.
 The decoder exists for training only: at play time the user's action index replaces a_t.
 Frames are (B, T, C, H, W) floats in [0, 1]; patch 16 pads 90 rows to 96.
 """
@@ -55,6 +56,7 @@ class LatentActionModel(nn.Module):
             config.dim, config.decoder_layers, config.num_heads, tokens, config.ffn_mult
         )
         self.to_pixels = nn.Sequential(LayerNormFP32(config.dim), nn.Linear(config.dim, patch_dim))
+        nn.init.zeros_(self.to_pixels[1].weight)  # start as "nothing moves": the copy baseline
 
     def _check(self, frames: torch.Tensor) -> None:
         cfg = self.config
@@ -75,8 +77,10 @@ class LatentActionModel(nn.Module):
         cfg = self.config
         tokens = self.decoder_embed(patchify(frames, cfg.patch_size))
         tokens = tokens + self.action_embed(action_vectors)[:, :, None, :]
-        patches = self.to_pixels(self.decoder(tokens))
-        return unpatchify(patches, cfg.patch_size, cfg.frame_height, cfg.frame_width, cfg.channels)
+        change = self.to_pixels(self.decoder(tokens))
+        return frames + unpatchify(
+            change, cfg.patch_size, cfg.frame_height, cfg.frame_width, cfg.channels
+        )
 
     def forward(self, frames: torch.Tensor) -> LatentActionOutput:
         vq = self.quantizer(self.encode(frames))
