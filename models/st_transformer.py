@@ -192,7 +192,9 @@ class STTransformer(nn.Module):
             raise ValueError(f"dim {dim} must split into {num_heads} heads of even size")
         self.head_dim = dim // num_heads
         self.attention = attention
-        self.spatial_position = nn.Parameter(torch.randn(tokens_per_frame, dim) * 0.02)
+        # Unit scale, like the token embeddings: at 0.02 (the ViT habit) small models stayed
+        # blind to where a token is for hundreds of steps and could not learn motion.
+        self.spatial_position = nn.Parameter(torch.randn(tokens_per_frame, dim))
         self.blocks = nn.ModuleList(
             STBlock(dim, num_heads, ffn_mult, attention) for _ in range(num_layers)
         )
