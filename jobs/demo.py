@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     minutes = (time.monotonic() - started) / 60
     print(f"\n== done in {minutes:.1f} min")
     print(f"   data:             {data}")
-    print(f"   Ray dashboard:    {env['RAY_ADDRESS']}  (Jobs tab: one job per stage)")
+    print(f"   Ray dashboard:    {env['RAY_API_SERVER_ADDRESS']}  (Jobs tab: one job per stage)")
     print(f"   MLflow UI:        {env['MLFLOW_TRACKING_URI']}")
     print("   Stop the platform with `make down`.")
     print(

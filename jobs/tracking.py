@@ -157,3 +157,67 @@ def tracked_run(experiment: str, run_name: str, **kwargs: Any) -> Iterator[Track
         tracker.finish("FAILED")
         raise
     tracker.finish()
+
+
+def find_unfinished_run(experiment: str, run_key: str, uri: str | None = None) -> str | None:
+    """The run of `experiment` tagged `genie.run_key=run_key` that has not finished, if any:
+    a rerun under the same name continues it instead of starting a second one."""
+    uri = tracking_uri(uri)
+    if not server_reachable(uri):
+        return None
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`genie.run_key` = '{run_key}' and attributes.status != 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def register_checkpoint(
+    tracker: Tracker, model_name: str, artifact_path: str, alias: str
+) -> str | None:
+    """Register the run's logged checkpoint folder as a new version of `model_name` with `alias`.
+
+    The checkpoint is a plain state_dict (loaded with weights_only=True), not a pickled module."""
+    if not tracker.active:
+        return None
+    client = tracker._client()
+    try:
+        if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+            client.create_registered_model(model_name)
+        version = client.create_model_version(
+            model_name, f"runs:/{tracker.run_id}/{artifact_path}", run_id=tracker.run_id
+        )
+        client.set_registered_model_alias(model_name, alias, version.version)
+        return version.version
+    except Exception as e:
+        log.warning(
+            "registering %s failed (%s); the checkpoint stays in the run's artifacts", model_name, e
+        )
+        return None
+
+
+def resolve_model(reference: str, uri: str | None = None) -> tuple[str, str]:
+    """`genie-tokenizer@latest-tiny` (registered model and alias) or a run id -> (run id, local
+    path of the run's checkpoint/model.pt)."""
+    import mlflow
+
+    uri = tracking_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = reference
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+        aliases = client.get_registered_model(name).aliases
+        if alias not in aliases:
+            raise ValueError(f"model {name} has no alias {alias!r} (aliases: {sorted(aliases)})")
+        run_id = client.get_model_version(name, aliases[alias]).run_id
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="checkpoint/model.pt", tracking_uri=uri
+    )
+    return run_id, local

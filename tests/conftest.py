@@ -78,8 +78,10 @@ def start_platform() -> LocalPlatform:
         platform.ctl("down")
         pytest.fail(f"local platform did not start:\n{result.stdout}\n{result.stderr}")
     env.update(
-        RAY_ADDRESS=platform.dashboard_url,
+        RAY_API_SERVER_ADDRESS=platform.dashboard_url,
+        RAY_ADDRESS=platform.gcs_address,
         RAY_AUTH_MODE="token",
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # the head binds 127.0.0.1 only; so must drivers
         MLFLOW_TRACKING_URI=platform.mlflow_url,
     )
     return platform
@@ -103,6 +105,7 @@ def ray_cluster(local_platform: LocalPlatform):
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     # Workers import test modules too (functions defined in tests are pickled by reference).
     pythonpath = os.pathsep.join([str(REPO), str(REPO / "tests")])
     ray.init(

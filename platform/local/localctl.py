@@ -92,8 +92,10 @@ class Platform:
     def env_lines(self) -> list[str]:
         return [
             f"export PATH={BIN}:$PATH",
-            f"export RAY_ADDRESS={self.dashboard_url}",
+            f"export RAY_API_SERVER_ADDRESS={self.dashboard_url}",  # for `ray job ...`
+            f"export RAY_ADDRESS={self.gcs_address}",  # for drivers run here (ray.init)
             "export RAY_AUTH_MODE=token",
+            "export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0",  # drivers reach the loopback-only head
             f"export MLFLOW_TRACKING_URI={self.mlflow_url}",
         ]
 

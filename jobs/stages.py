@@ -1,0 +1,203 @@
+"""What differs between the three training stages: model, data, loss, held-out evaluation.
+
+The shared loop (jobs/train_loop.py) calls these; every call goes through the (DDP-wrapped)
+model's forward so gradients are synchronised across workers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.data
+import torch
+import torch.nn.functional as F
+
+from jobs.tracking import Tracker
+from jobs.train_config import TrainConfig
+from models.checkpoint import build_model
+from models.configs import get_preset
+from models.dynamics import actions_per_frame
+from pipelines import training_data
+from pipelines.images import frame_grid, save_png
+
+HELDOUT_SAMPLES = 4
+
+
+def frames_to_model(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, T, H, W, C) -> float (B, T, C, H, W) in [0, 1], the models' convention."""
+    return frames.to(device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    mse = F.mse_loss(prediction.clamp(0, 1).float(), target.float()).item()
+    return 10.0 * float(np.log10(1.0 / max(mse, 1e-10)))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    experiment: str
+    registered_model: str
+
+    def build_model(self, config: TrainConfig) -> torch.nn.Module:
+        return build_model(self.name, config.model)
+
+    def tags(self, config: TrainConfig) -> dict[str, str]:
+        tags = {"stage": self.name, "preset": config.model, "data": config.data}
+        if config.tokenizer_run:
+            tags["upstream.tokenizer_run"] = config.tokenizer_run
+        if config.lam_run:
+            tags["upstream.lam_run"] = config.lam_run
+        return tags
+
+    def log_images(self, tracker: Tracker, images: dict[str, np.ndarray], step: int) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            for name, image in images.items():
+                path = Path(directory) / f"{name}_step{step:06d}.png"
+                save_png(image, path)
+                tracker.log_artifact(path, f"images/{name}")
+
+
+@dataclass(frozen=True)
+class FrameStage(Stage):
+    """Tokenizer and LAM: trained on frame windows decoded from curated clips."""
+
+    def dataset(self, config: TrainConfig, world: int) -> ray.data.Dataset:
+        return training_data.clip_windows(
+            config.data, config.window, config.windows_per_clip, config.seed,
+            samples_needed=config.steps * config.batch_size * world,
+        )  # fmt: skip
+
+    def heldout_batch(self, config: TrainConfig, device: torch.device) -> dict[str, torch.Tensor]:
+        frames = training_data.heldout_clip_windows(config.data, config.window, HELDOUT_SAMPLES)
+        return {"frames": frames_to_model(torch.from_numpy(frames), device)}
+
+    def inputs(
+        self, batch: dict[str, torch.Tensor], device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        return {"frames": frames_to_model(batch["frames"], device)}
+
+
+@dataclass(frozen=True)
+class TokenizerStage(FrameStage):
+    def tokens_per_sample(self, config: TrainConfig) -> int:
+        tok = get_preset(config.model).tokenizer
+        return config.window * tok.grid_height * tok.grid_width
+
+    def loss(self, model, inputs, step):
+        out = model(inputs["frames"])
+        terms = {
+            "reconstruction_loss": out.reconstruction_loss.item(),
+            "codebook_perplexity": float(out.perplexity),
+            "codebook_usage": float(out.usage),
+        }
+        return out.loss, terms
+
+    @torch.no_grad()
+    def evaluate(self, model, heldout, config):
+        model.eval()
+        frames = heldout["frames"]
+        reconstruction = model.decode(model.encode(frames))
+        grid = frame_grid(frames[:, :4], reconstruction[:, :4])
+        return {"heldout_psnr": psnr(reconstruction, frames)}, {"reconstruction": grid}
+
+
+@dataclass(frozen=True)
+class LatentActionStage(FrameStage):
+    def tokens_per_sample(self, config: TrainConfig) -> int:
+        lam = get_preset(config.model).lam
+        return config.window * lam.grid_height * lam.grid_width
+
+    def loss(self, model, inputs, step):
+        out = model(inputs["frames"])
+        terms = {
+            "reconstruction_loss": out.reconstruction_loss.item(),
+            "action_perplexity": float(out.perplexity),
+            "action_usage": float(out.usage),
+        }
+        return out.loss, terms
+
+    @torch.no_grad()
+    def evaluate(self, model, heldout, config):
+        model.eval()
+        frames = heldout["frames"]
+        out = model(frames)
+        copy_last = psnr(frames[:, :-1], frames[:, 1:])  # the baseline: predict "nothing moves"
+        metrics = {
+            "heldout_next_frame_psnr": psnr(out.prediction, frames[:, 1:]),
+            "heldout_copy_frame_psnr": copy_last,
+            "heldout_actions_used": float(out.actions.unique().numel()),
+        }
+        grid = frame_grid(frames[:, 1:5], out.prediction[:, :4])
+        return metrics, {"next_frame_prediction": grid}
+
+
+@dataclass(frozen=True)
+class DynamicsStage(Stage):
+    """Trained on token shards (tokens + latent actions) written by `genie tokenize`."""
+
+    def tokens_per_sample(self, config: TrainConfig) -> int:
+        dyn = get_preset(config.model).dynamics
+        return config.window * dyn.grid_height * dyn.grid_width
+
+    def dataset(self, config: TrainConfig, world: int) -> ray.data.Dataset:
+        return training_data.token_windows(
+            config.data, config.window, config.windows_per_clip, config.seed,
+            samples_needed=config.steps * config.batch_size * world,
+        )  # fmt: skip
+
+    def heldout_batch(self, config: TrainConfig, device: torch.device) -> dict[str, torch.Tensor]:
+        tokens, actions = training_data.heldout_token_windows(
+            config.data, config.window, HELDOUT_SAMPLES
+        )
+        return {"tokens": torch.from_numpy(tokens).long().to(device),
+                "actions": torch.from_numpy(actions).long().to(device)}  # fmt: skip
+
+    def inputs(self, batch, device):
+        return {
+            "tokens": batch["tokens"].long().to(device),
+            "actions": batch["actions"].long().to(device),
+        }
+
+    def masked_loss(self, model, inputs, generator: torch.Generator | None = None):
+        """MaskGIT objective: mask frames 1..T-1 at a rate from U[min, max]; CE on the masked tokens."""
+        cfg = get_preset_dynamics(model)
+        tokens, actions = inputs["tokens"], inputs["actions"]
+        rate = torch.empty(tokens.shape[0], 1, 1, 1, device=tokens.device)
+        rate.uniform_(cfg.mask_rate_min, cfg.mask_rate_max, generator=generator)
+        mask = torch.rand(tokens.shape, device=tokens.device, generator=generator) < rate
+        mask[:, 0] = False  # the first frame is always given: the prompt at play time
+        logits = model(
+            tokens.masked_fill(mask, cfg.mask_token), actions_per_frame(actions, cfg.num_actions)
+        )
+        loss = F.cross_entropy(logits[mask].float(), tokens[mask])
+        accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()
+        return loss, accuracy
+
+    def loss(self, model, inputs, step):
+        loss, accuracy = self.masked_loss(model, inputs)
+        return loss, {"masked_token_accuracy": accuracy.item()}
+
+    @torch.no_grad()
+    def evaluate(self, model, heldout, config):
+        model.eval()
+        generator = torch.Generator(device=heldout["tokens"].device).manual_seed(0)
+        loss, accuracy = self.masked_loss(model, heldout, generator)
+        uniform = float(np.log(get_preset_dynamics(model).num_codes))
+        return {"heldout_masked_loss": loss.item(), "heldout_masked_accuracy": accuracy.item(),
+                "uniform_loss": uniform}, {}  # fmt: skip
+
+
+def get_preset_dynamics(model: torch.nn.Module) -> Any:
+    return (model.module if hasattr(model, "module") else model).config
+
+
+STAGES: dict[str, Stage] = {
+    "tokenizer": TokenizerStage("tokenizer", "genie-tokenizer", "genie-tokenizer"),
+    "lam": LatentActionStage("lam", "genie-lam", "genie-lam"),
+    "dynamics": DynamicsStage("dynamics", "genie-dynamics", "genie-dynamics"),
+}

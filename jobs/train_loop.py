@@ -1,0 +1,159 @@
+"""The Ray Train loop every stage shares: one `train_loop_per_worker`, stage-specific parts apart.
+
+What a checkpoint holds: model, optimizer, scheduler, step, RNG state, data position and the
+MLflow run id, so a run restarted by Ray Train after a worker dies (or rerun by the user under
+the same name) continues the same MLflow run with no step logged twice or skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from jobs.lr import warmup_cosine
+from jobs.stages import STAGES, Stage
+from jobs.tracking import Tracker
+from jobs.train_config import TrainConfig
+
+STATE_FILE = "state.pt"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def save_checkpoint(state: dict[str, Any]) -> ray.train.Checkpoint:
+    directory = tempfile.mkdtemp(prefix="genie-ckpt-")
+    torch.save(state, os.path.join(directory, STATE_FILE))
+    return ray.train.Checkpoint.from_directory(directory)
+
+
+def load_checkpoint(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / STATE_FILE, weights_only=True, map_location="cpu")
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    enabled = config.precision == "bf16" and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def train_loop_per_worker(values: dict[str, Any]) -> None:
+    from jobs.config import build
+
+    values = dict(values)
+    run_id = values.pop("mlflow_run_id", None)  # opened by the driver; continued here
+    config = build(TrainConfig, values)
+    stage: Stage = STAGES[config.stage]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+
+    torch.manual_seed(config.seed)
+    model = stage.build_model(config).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.optim.lr,
+        betas=(0.9, 0.95),
+        weight_decay=config.optim.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: warmup_cosine(
+            s, config.optim.warmup_steps, config.steps, config.optim.min_lr_ratio
+        ),
+    )
+    step, batches_seen = 0, 0
+    state = load_checkpoint(ray.train.get_checkpoint())
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, batches_seen = state["step"], state["batches_seen"]
+        run_id = state["mlflow_run_id"] or run_id
+        torch.set_rng_state(state["rng"][rank % len(state["rng"])])
+        print(f"[rank {rank}] resumed from step {step}", flush=True)
+    if world > 1:
+        model = ray.train.torch.prepare_model(model)
+    if config.compile:
+        model = torch.compile(model)
+
+    tracker = None
+    if rank == 0:
+        tracker = Tracker.open(
+            stage.experiment, config.name, uri=config.mlflow_uri, run_id=run_id,
+            fallback_dir=None if "://" in config.storage_path else Path(config.storage_path) / config.name,
+        )  # fmt: skip
+        if state is None:
+            tracker.log_params(config.flat_params())
+    heldout = stage.heldout_batch(config, device)
+
+    shard = ray.train.get_dataset_shard("train")
+    batches = shard.iter_torch_batches(batch_size=config.batch_size, drop_last=True)
+    window_start, samples, started = time.perf_counter(), 0, time.perf_counter()
+    for index, batch in enumerate(batches):
+        if index < batches_seen:
+            continue  # data position: a resumed run skips what the killed run consumed
+        if step >= config.steps:
+            break
+        inputs = stage.inputs(batch, device)
+        model.train()
+        with autocast(config, device):
+            loss, terms = stage.loss(model, inputs, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step, batches_seen = step + 1, index + 1
+        samples += len(next(iter(inputs.values())))
+
+        last = step >= config.steps
+        if step % config.log_every == 0 or last:
+            elapsed = time.perf_counter() - window_start
+            metrics = {
+                "loss": loss.item(), **terms,
+                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                "samples_per_s": samples * world / elapsed,
+                "tokens_per_s": samples * world * stage.tokens_per_sample(config) / elapsed,
+            }  # fmt: skip
+            if step % config.eval_every == 0 or last:
+                eval_metrics, images = stage.evaluate(unwrap(model), heldout, config)
+                metrics.update(eval_metrics)
+                if tracker is not None:
+                    stage.log_images(tracker, images, step)
+            checkpoint = None
+            if step % config.checkpoint_every == 0 or last:
+                run = tracker.run_id if tracker else None
+                state = {
+                    "model": unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "batches_seen": batches_seen,
+                    "rng": [torch.get_rng_state()],
+                    "mlflow_run_id": run,
+                    "config": values,
+                }
+                checkpoint = save_checkpoint(state) if rank == 0 else None
+            if tracker is not None:
+                tracker.log_metrics(metrics, step=step)
+                print(f"[{stage.name}] step {step}/{config.steps} " + " ".join(
+                    f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)  # fmt: skip
+            ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
+            window_start, samples = time.perf_counter(), 0
+    if tracker is not None:
+        print(
+            f"[{stage.name}] finished {step} steps in {time.perf_counter() - started:.0f}s",
+            flush=True,
+        )

@@ -1,0 +1,163 @@
+"""Ray Data inputs of the training stages: curated clips -> frame windows, token shards -> token windows.
+
+Decoding runs in Ray Data tasks (CPU nodes), apart from the training workers (GPU nodes).
+Which windows a clip gives is a pure function of (seed, pass, clip_id), so a rerun sees the
+same data. A few clips are held out of training (chosen by a hash of their id) for the
+held-out metrics each stage logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow.dataset as pads
+import ray.data
+
+from pipelines.video import read_frames
+
+HELDOUT_BUCKETS = 20  # 1 in 20 clips is held out on large data
+SMALL_DATASET = 10_000  # below this, hold out the clips with the lowest hashes (at least one)
+
+
+def clip_hash(clip_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(clip_id.encode(), digest_size=8).digest(), "little")
+
+
+def window_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
+    return np.random.default_rng(clip_hash(f"{seed}:{epoch}:{clip_id}"))
+
+
+def _kept_ids(path: str) -> list[str]:
+    dataset = pads.dataset(path, format="parquet")
+    kept = pads.field("keep") if "keep" in dataset.schema.names else None
+    table = dataset.to_table(columns=["clip_id"], filter=kept)
+    return [str(v) for v in table.column("clip_id").to_pylist()]
+
+
+def heldout_ids(path: str) -> set[str] | None:
+    """Held-out clip ids for a small dataset; None for a large one (then: hash bucket 0)."""
+    count = pads.dataset(path, format="parquet").count_rows()
+    if count > SMALL_DATASET:
+        return None
+    ids = sorted(_kept_ids(path), key=clip_hash)
+    return set(ids[: max(1, len(ids) // HELDOUT_BUCKETS)])
+
+
+def heldout_predicate(path: str) -> Callable[[str], bool]:
+    small = heldout_ids(path)
+    if small is not None:
+        return lambda clip_id: clip_id in small
+    return lambda clip_id: clip_hash(clip_id) % HELDOUT_BUCKETS == 0
+
+
+def _passes(path: str, per_clip: int, samples_needed: int) -> int:
+    clips = max(1, pads.dataset(path, format="parquet").count_rows())
+    return max(1, math.ceil(samples_needed / (clips * per_clip)))
+
+
+class ClipWindows:
+    """map_batches step: decode each clip's mp4 bytes and cut `per_clip` random windows."""
+
+    def __init__(self, window: int, per_clip: int, seed: int, epoch: int):
+        self.window, self.per_clip, self.seed, self.epoch = window, per_clip, seed, epoch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frames = []
+        for clip_id, video in zip(batch["clip_id"], batch["video"], strict=True):
+            clip = read_frames(bytes(video))
+            if len(clip) < self.window:
+                continue  # curation guarantees full clips; a short one is skipped, not padded
+            rng = window_rng(self.seed, self.epoch, str(clip_id))
+            for start in rng.integers(0, len(clip) - self.window + 1, size=self.per_clip):
+                frames.append(clip[start : start + self.window])
+        return {
+            "frames": np.stack(frames)
+            if frames
+            else np.zeros((0, self.window, 90, 160, 3), np.uint8)
+        }
+
+
+class TokenWindows:
+    """map_batches step: cut `per_clip` random windows of tokens and their latent actions."""
+
+    def __init__(self, window: int, per_clip: int, seed: int, epoch: int):
+        self.window, self.per_clip, self.seed, self.epoch = window, per_clip, seed, epoch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tokens, actions = [], []
+        for clip_id, flat, shape, clip_actions in zip(
+            batch["clip_id"], batch["tokens"], batch["shape"], batch["actions"], strict=True
+        ):
+            clip = np.asarray(flat, np.int16).reshape(tuple(shape))
+            rng = window_rng(self.seed, self.epoch, str(clip_id))
+            for start in rng.integers(0, len(clip) - self.window + 1, size=self.per_clip):
+                tokens.append(clip[start : start + self.window])
+                actions.append(np.asarray(clip_actions, np.int64)[start : start + self.window - 1])
+        return {"tokens": np.stack(tokens), "actions": np.stack(actions)}
+
+
+def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -> ray.data.Dataset:
+    is_heldout = heldout_predicate(path)
+    passes = []
+    for epoch in range(_passes(path, per_clip, samples_needed)):
+        rows = ray.data.read_parquet(path, columns=columns)
+        if "keep" in columns:
+            rows = rows.filter(lambda row: bool(row["keep"]))
+        rows = rows.filter(lambda row: not is_heldout(str(row["clip_id"])))
+        passes.append(rows.map_batches(make_step(window, per_clip, seed, epoch), batch_size=4))
+    data = passes[0].union(*passes[1:]) if len(passes) > 1 else passes[0]
+    return data.randomize_block_order(seed=seed)
+
+
+def clip_windows(
+    path: str, window: int, per_clip: int, seed: int, samples_needed: int
+) -> ray.data.Dataset:
+    """Training frame windows (window, 90, 160, 3) uint8 from kept curated clips, enough passes
+    over the clips to give `samples_needed` windows."""
+    columns = ["clip_id", "video"] + (["keep"] if _has_keep(path) else [])
+    return _windows(path, columns, ClipWindows, window, per_clip, seed, samples_needed)
+
+
+def token_windows(
+    path: str, window: int, per_clip: int, seed: int, samples_needed: int
+) -> ray.data.Dataset:
+    """Training token windows (window, h, w) int16 with their (window-1) latent actions."""
+    columns = ["clip_id", "tokens", "shape", "actions"]
+    return _windows(path, columns, TokenWindows, window, per_clip, seed, samples_needed)
+
+
+def _has_keep(path: str) -> bool:
+    return "keep" in pads.dataset(path, format="parquet").schema.names
+
+
+def _heldout_rows(path: str, columns: list[str], count: int) -> list[dict]:
+    is_heldout = heldout_predicate(path)
+    rows: list[dict] = []
+    for batch in pads.dataset(path, format="parquet").to_batches(columns=columns, batch_size=16):
+        rows += [
+            r for r in batch.to_pylist() if is_heldout(str(r["clip_id"])) and r.get("keep", True)
+        ]
+        if len(rows) >= count:
+            break
+    if not rows:
+        raise ValueError(f"no held-out clips found in {path}")
+    return (rows * count)[:count]
+
+
+def heldout_clip_windows(path: str, window: int, count: int) -> np.ndarray:
+    """`count` fixed windows (from frame 0) of held-out clips: (count, window, 90, 160, 3) uint8."""
+    columns = ["clip_id", "video"] + (["keep"] if _has_keep(path) else [])
+    return np.stack([read_frames(r["video"])[:window] for r in _heldout_rows(path, columns, count)])
+
+
+def heldout_token_windows(path: str, window: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` fixed token windows of held-out clips and their actions."""
+    rows = _heldout_rows(path, ["clip_id", "tokens", "shape", "actions"], count)
+    tokens = np.stack(
+        [np.asarray(r["tokens"], np.int16).reshape(r["shape"])[:window] for r in rows]
+    )
+    actions = np.stack([np.asarray(r["actions"], np.int64)[: window - 1] for r in rows])
+    return tokens, actions
