@@ -16,6 +16,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "jobs.synth",
         "render the built-in synthetic platformer corpus (videos + action logs)",
     ),
+    "train": ("jobs.train", "train a stage (tokenizer, lam, dynamics) with Ray Train + MLflow"),
+    "tokenize": ("jobs.tokenize", "turn curated clips into token shards with latent actions"),
+    "fetch-i3d": ("jobs.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
 }
 
 EPILOG = """\

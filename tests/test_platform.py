@@ -72,7 +72,7 @@ def test_job_submit_with_token_runs_and_logs_are_readable(local_platform: LocalP
     status = subprocess.run(
         ["ray", "job", "status", job_id], env=local_platform.env, capture_output=True, text=True
     )
-    assert "SUCCEEDED" in status.stdout, status.stdout + logs.stdout
+    assert f"Job '{job_id}' succeeded" in status.stdout, status.stdout + logs.stdout
     assert "gameplay_0000" in logs.stdout  # the job's own progress output came back
     assert (out / "manifest.parquet").exists()
 
