@@ -3,11 +3,13 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# FVD's Kinetics-400 I3D weights (models/i3d.py), converted once by `genie fetch-i3d`.
+I3D   := $(or $(GENIE_I3D_WEIGHTS),.genie/cache/i3d_kinetics400.pt)
 PYTHON ?= python3
 
 .PHONY: install demo test test-fast lint format bench up down status lock clean
 
-install: $(STAMP)
+install: $(STAMP) $(I3D)
 
 # torch first, from the CPU wheel: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -16,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# Order-only on the venv: the weights do not change when the dependencies do.
+$(I3D): | $(STAMP)
+	$(PY) -m jobs.fetch_i3d --out $@
 
 demo: install
 	$(PY) -m jobs.demo
