@@ -8,6 +8,7 @@ tab and in MLflow. A stage whose output is already complete is skipped, so a rer
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -16,8 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.i3d import weights_path
+
 REPO = Path(__file__).resolve().parents[1]
 LOCALCTL = REPO / "platform" / "local" / "localctl.py"
+# The job's copy of the repo has no .genie/ (ignored files are not uploaded): point at the
+# FVD weights `make install` converted, by absolute path.
+RUNTIME_ENV = json.dumps({"env_vars": {"GENIE_I3D_WEIGHTS": str(weights_path())}})
 
 EPILOG = """\
 example:
@@ -30,26 +36,72 @@ example:
 class Stage:
     name: str
     done: Callable[[], bool]  # True when its output is complete
-    command: list[str]  # what `ray job submit --` runs
+    command: Callable[[], list[str]]  # what `ray job submit --` runs; built when it is its turn
+
+
+def run_id(runs: Path, name: str) -> str:
+    """MLflow run id of a finished training run, from the receipt `genie train` writes."""
+    return json.loads((runs / name / "result.json").read_text())["run_id"]
+
+
+def job(module: str, *args: object) -> list[str]:
+    return ["python", "-m", f"jobs.{module}", *map(str, args)]
 
 
 def stages(data: Path, videos: int, seed: int) -> list[Stage]:
-    raw = data / "raw"
+    raw, curated, runs = data / "raw", data / "curated", data / "runs"
+    clips, tokenized = curated / "clips", data / "tokenized"
+
+    def train(stage: str, data_path: Path, *extra: str) -> list[str]:
+        return job("train", "--stage", stage, "--preset", f"demo-{stage}", f"data={data_path}",
+                   f"name=demo-{stage}", f"storage_path={runs}", *extra)  # fmt: skip
+
+    def upstream() -> list[str]:
+        return [f"tokenizer_run={run_id(runs, 'demo-tokenizer')}",
+                f"lam_run={run_id(runs, 'demo-lam')}"]  # fmt: skip
+
+    def trained_models() -> list[str]:
+        return [f"--{s}={run_id(runs, f'demo-{s}')}" for s in ("tokenizer", "lam", "dynamics")]
+
+    def tokenize() -> list[str]:
+        return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 8,
+                   "--tokenizer", run_id(runs, "demo-tokenizer"), "--lam", run_id(runs, "demo-lam"))  # fmt: skip
+
     return [
         Stage(
-            name="synth: render the synthetic platformer corpus",
-            done=lambda: (raw / "manifest.parquet").exists(),
-            command=[
-                "python",
-                "-m",
-                "jobs.synth",
-                "--out",
-                str(raw),
-                "--videos",
-                str(videos),
-                "--seed",
-                str(seed),
-            ],
+            "synth: render the synthetic platformer corpus",
+            lambda: (raw / "manifest.parquet").exists(),
+            lambda: job("synth", "--out", raw, "--videos", videos, "--seed", seed),
+        ),
+        Stage(
+            "curate: decode, clip to 16 s at 10 FPS 160x90, score, filter (Ray Data)",
+            lambda: (curated / "summary.json").exists(),
+            lambda: job("curate", "run", "--source", raw / "manifest.parquet", "--out", curated),
+        ),
+        Stage(
+            "train tokenizer (Ray Train)",
+            lambda: (runs / "demo-tokenizer" / "result.json").exists(),
+            lambda: train("tokenizer", clips),
+        ),
+        Stage(
+            "train latent action model (Ray Train)",
+            lambda: (runs / "demo-lam" / "result.json").exists(),
+            lambda: train("lam", clips),
+        ),
+        Stage(
+            "tokenize clips with latent actions (Ray Data, actor pool)",
+            lambda: (tokenized / "_SUCCESS").exists(),
+            tokenize,
+        ),
+        Stage(
+            "train dynamics (Ray Train)",
+            lambda: (runs / "demo-dynamics" / "result.json").exists(),
+            lambda: train("dynamics", tokenized / "tokens", *upstream()),
+        ),
+        Stage(
+            "evaluate: PSNR, SSIM, ΔtPSNR, FVD, LAM vs true actions; rollout videos",
+            lambda: (data / "eval" / "metrics.json").exists(),
+            lambda: job("evaluate", "--clips", clips, "--out", data / "eval", *trained_models()),
         ),
     ]
 
@@ -98,7 +150,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if stage.done():
             print("   already done, skipped (delete its output to redo it)")
             continue
-        submit = ["ray", "job", "submit", "--working-dir", str(REPO), "--", *stage.command]
+        submit = ["ray", "job", "submit", "--working-dir", str(REPO),
+                  "--runtime-env-json", RUNTIME_ENV, "--", *stage.command()]  # fmt: skip
         if subprocess.run(submit, env=env, cwd=REPO).returncode != 0:
             print(
                 f"\nstage failed: {stage.name}. Its logs: `ray job logs <id>` or the Ray dashboard."
@@ -109,10 +162,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"   data:             {data}")
     print(f"   Ray dashboard:    {env['RAY_API_SERVER_ADDRESS']}  (Jobs tab: one job per stage)")
     print(f"   MLflow UI:        {env['MLFLOW_TRACKING_URI']}")
+    print(f"   curation funnel:  {data / 'curated' / 'summary.json'}")
+    print(f"   eval metrics:     {data / 'eval' / 'metrics.json'}")
+    print(f"   rollout videos:   {data / 'eval' / 'comparison.mp4'} (truth | reconstruction |")
+    print("                     inferred actions | random actions) and")
+    print(f"                     {data / 'eval' / 'actions.mp4'} (one rollout per latent action)")
+    print(f"   play it:          genie play --clips {data / 'curated' / 'clips'}")
     print("   Stop the platform with `make down`.")
-    print(
-        "   Not built yet: curation (issue 4), model training (issues 5, 6), eval and play (issue 7)."
-    )
     return 0
 
 

@@ -4,12 +4,14 @@ Data streams from Ray Data (curated clips, or token shards for dynamics) into a 
 with `num_workers` workers (DDP). Checkpoints go under storage_path/name; a run restarted by
 Ray Train after a worker dies, or rerun by you under the same name, resumes from the last
 checkpoint and continues the same MLflow run. Rank 0 logs to MLflow (experiment genie-<stage>);
-the final checkpoint is registered as model genie-<stage> with the alias `latest-<preset>`.
+the final checkpoint is registered as model genie-<stage> with the alias `latest-<preset>`, and
+storage_path/name/result.json records the MLflow run id and final metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -63,6 +65,7 @@ def run(config: TrainConfig) -> dict:
     """Fit the stage; returns the final metrics and the MLflow run id."""
     import ray
     import ray.train
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
     from jobs.stages import STAGES
@@ -95,6 +98,10 @@ def run(config: TrainConfig) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets={"train": stage.dataset(config, config.num_workers)},
+        # Same order on every run, so a resumed run sees the data the killed one would have.
+        dataset_config=ray.train.DataConfig(
+            execution_options=ExecutionOptions(preserve_order=True)
+        ),
     )
     result = trainer.fit()
     with tempfile.TemporaryDirectory() as directory:
@@ -116,6 +123,11 @@ def run(config: TrainConfig) -> dict:
     )
     tracker.finish()
     metrics = dict(result.metrics or {})
+    if "://" not in config.storage_path:  # the receipt a pipeline (the demo) chains on
+        receipt = {"run_id": tracker.run_id, "stage": stage.name, "metrics": metrics}
+        (Path(config.storage_path) / config.name / "result.json").write_text(
+            json.dumps(receipt, indent=2)
+        )
     print(f"\n{stage.name}: finished at step {metrics.get('step')}; checkpoint {result.checkpoint}")
     if tracker.active:
         print(

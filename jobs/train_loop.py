@@ -8,6 +8,7 @@ the same name) continues the same MLflow run with no step logged twice or skippe
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,12 @@ def autocast(config: TrainConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def say(line: str) -> None:
+    """Progress to the job's log, once: Ray Train's patched `print` would echo it twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def train_loop_per_worker(values: dict[str, Any]) -> None:
     from jobs.config import build
 
@@ -82,7 +89,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
         step, batches_seen = state["step"], state["batches_seen"]
         run_id = state["mlflow_run_id"] or run_id
         torch.set_rng_state(state["rng"][rank % len(state["rng"])])
-        print(f"[rank {rank}] resumed from step {step}", flush=True)
+        say(f"[rank {rank}] resumed from step {step}")
     if world > 1:
         model = ray.train.torch.prepare_model(model)
     if config.compile:
@@ -96,6 +103,10 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
         )  # fmt: skip
         if state is None:
             tracker.log_params(config.flat_params())
+    # A restarted run replays the steps between its checkpoint (or step 0) and the crash; the
+    # killed attempt logged those already, so they are not logged twice (same data, same RNG:
+    # the replay computes the same values).
+    logged_through = tracker.last_logged_step("loss") if tracker else 0
     heldout = stage.heldout_batch(config, device)
 
     shard = ray.train.get_dataset_shard("train")
@@ -130,7 +141,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
             if step % config.eval_every == 0 or last:
                 eval_metrics, images = stage.evaluate(unwrap(model), heldout, config)
                 metrics.update(eval_metrics)
-                if tracker is not None:
+                if tracker is not None and step > logged_through:
                     stage.log_images(tracker, images, step)
             checkpoint = None
             if step % config.checkpoint_every == 0 or last:
@@ -146,14 +157,11 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
                     "config": values,
                 }
                 checkpoint = save_checkpoint(state) if rank == 0 else None
-            if tracker is not None:
+            if tracker is not None and step > logged_through:
                 tracker.log_metrics(metrics, step=step)
-                print(f"[{stage.name}] step {step}/{config.steps} " + " ".join(
-                    f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)  # fmt: skip
+                say(f"[{stage.name}] step {step}/{config.steps} " + " ".join(
+                    f"{k}={v:.4g}" for k, v in metrics.items()))  # fmt: skip
             ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
             window_start, samples = time.perf_counter(), 0
     if tracker is not None:
-        print(
-            f"[{stage.name}] finished {step} steps in {time.perf_counter() - started:.0f}s",
-            flush=True,
-        )
+        say(f"[{stage.name}] finished {step} steps in {time.perf_counter() - started:.0f}s")

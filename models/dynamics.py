@@ -23,7 +23,7 @@ from models.st_transformer import STTransformer, TemporalKVCache
 
 def actions_per_frame(actions: torch.Tensor, num_actions: int) -> torch.Tensor:
     """Transition actions (B, T-1) -> per-frame actions (B, T): "no action" for frame 0, then action[t-1]."""
-    no_action = torch.full_like(actions[:, :1], num_actions)
+    no_action = actions.new_full((actions.shape[0], 1), num_actions)  # also for one-frame prompts
     return torch.cat([no_action, actions], dim=1)
 
 

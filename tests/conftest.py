@@ -18,6 +18,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Read by Ray when it is first imported, so set before any test module imports it. With the
+# first, a driver keeps 127.0.0.1 as the head's address (without it Ray swaps loopback for the
+# machine's own IP, where our head does not listen); the second sends the token.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_AUTH_MODE"] = "token"
 LOCALCTL = REPO / "platform" / "local" / "localctl.py"
 PORT_NAMES = ("RAY", "DASHBOARD", "RAY_CLIENT", "RAY_AGENT", "MLFLOW")
 
@@ -104,8 +110,6 @@ def ray_cluster(local_platform: LocalPlatform):
     """This test process connected as a driver to the session's real Ray cluster."""
     import ray
 
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     # Workers import test modules too (functions defined in tests are pickled by reference).
     pythonpath = os.pathsep.join([str(REPO), str(REPO / "tests")])
     ray.init(

@@ -142,6 +142,15 @@ def http_status(url: str, token: str | None = None) -> int | None:
         return None
 
 
+def logical_cpus() -> int:
+    """CPUs the head advertises: twice the cores, at least 4 (GENIE_RAY_CPUS overrides).
+
+    Training workers hold one CPU each for their whole run, and Ray Data needs CPUs to feed
+    them; on a 2-core laptop, advertising only 2 would leave the readers none and hang.
+    """
+    return int(os.environ.get("GENIE_RAY_CPUS") or max(4, 2 * (os.cpu_count() or 1)))
+
+
 def ray_command(platform: Platform) -> list[str]:
     p = platform.ports
     return [
@@ -150,7 +159,7 @@ def ray_command(platform: Platform) -> list[str]:
         "--dashboard-host", HOST, "--dashboard-port", str(p.dashboard),
         "--ray-client-server-port", str(p.ray_client),
         "--dashboard-agent-listen-port", str(p.ray_agent),
-        "--temp-dir", str(platform.ray_temp_dir),
+        "--temp-dir", str(platform.ray_temp_dir), "--num-cpus", str(logical_cpus()),
     ]  # fmt: skip
 
 

@@ -1,0 +1,54 @@
+"""Benchmarks that print ratios measured side by side in one run (these machines are shared and
+noisy, so absolute times alone mean little).
+
+  curate  clips/s per core of the curation pipeline vs a bare PyAV decode+resize loop; memory
+  train   samples/s of the Ray Train loop vs a plain PyTorch loop on the same model and data
+  models  ST vs full attention memory/time over T; sampler frames/s with and without the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module with run(argv) -> int
+BENCHMARKS: dict[str, str] = {
+    "curate": "jobs.bench_curate",
+    "train": "jobs.bench_train",
+    "models": "models.benchmark",
+}
+
+EPILOG = """\
+examples:
+  make bench                          # every benchmark, one after the other
+  python -m jobs.bench train          # one of them
+  python -m jobs.bench models --frames 4 8 16   # options after the name go to that benchmark
+"""
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", nargs="?", choices=[*BENCHMARKS, "all"], default="all")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    for name in names:
+        print(f"\n==== benchmark: {name}", flush=True)
+        code = importlib.import_module(BENCHMARKS[name]).run(args.options)
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Small curated-clip datasets for tests: real mp4 bytes in real Parquet, in the curated schema's
+shape (clip_id, video, keep), of a sprite moving over a scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.video import encode_mp4
+
+
+def moving_sprite_clip(seed: int, frames: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    clip = np.zeros((frames, 90, 160, 3), np.uint8)
+    clip[:] = rng.integers(40, 200, 3)
+    clip[:, 70:] = (40, 150, 40)
+    x, y = int(rng.integers(0, 100)), 50
+    for t in range(frames):
+        x = min(max(x + int(rng.choice([-4, 0, 4])), 0), 148)
+        clip[t, y : y + 12, x : x + 10] = (255, 0, 255)
+    return clip
+
+
+def write_clips(folder: Path, count: int, frames: int = 32) -> Path:
+    rows = [
+        {
+            "clip_id": f"clip{i:03d}",
+            "video": encode_mp4(moving_sprite_clip(i, frames), 10),
+            "keep": True,
+        }
+        for i in range(count)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "part-00000.parquet")
+    return folder
