@@ -5,11 +5,13 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # FVD's Kinetics-400 I3D weights (models/i3d.py), converted once by `genie fetch-i3d`.
 I3D   := $(or $(GENIE_I3D_WEIGHTS),.genie/cache/i3d_kinetics400.pt)
+# The browser test of `genie play` drives Debian's headless Chromium (Playwright never downloads one).
+CHROMIUM := /usr/bin/chromium
 PYTHON ?= python3
 
 .PHONY: install demo test test-fast lint format bench up down status lock clean
 
-install: $(STAMP) $(I3D)
+install: $(STAMP) $(I3D) $(CHROMIUM)
 
 # torch first, from the CPU wheel: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -22,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 # Order-only on the venv: the weights do not change when the dependencies do.
 $(I3D): | $(STAMP)
 	$(PY) -m jobs.fetch_i3d --out $@
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	else \
+		echo "note: no $(CHROMIUM); install Debian's chromium to run the browser test of genie play"; \
+	fi
 
 demo: install
 	$(PY) -m jobs.demo
@@ -43,8 +52,9 @@ format: install
 bench: install
 	$(PY) -m jobs.bench
 
+# NODES=2: a head plus a second Ray node on this machine (platform/README.md, "Ports").
 up: install
-	$(PY) platform/local/localctl.py up
+	$(PY) platform/local/localctl.py up --nodes $(or $(NODES),1)
 
 down:
 	@test -x $(PY) && $(PY) platform/local/localctl.py down || true

@@ -4,6 +4,7 @@ noisy, so absolute times alone mean little).
   curate  clips/s per core of the curation pipeline vs a bare PyAV decode+resize loop; memory
   train   samples/s of the Ray Train loop vs a plain PyTorch loop on the same model and data
   models  ST vs full attention memory/time over T; sampler frames/s with and without the cache
+  play    frames/s of play (one frame per action, 25 MaskGIT steps) with and without the cache
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "curate": "jobs.bench_curate",
     "train": "jobs.bench_train",
     "models": "models.benchmark",
+    "play": "jobs.bench_play",
 }
 
 EPILOG = """\

@@ -85,7 +85,7 @@ def run(argv: list[str] | None = None) -> int:
             f"stage={args.stage}", "name=bench", f"data={data}", f"storage_path={root / 'runs'}",
             f"steps={args.steps}", f"batch_size={args.batch_size}", f"window={args.window}",
             f"log_every={half}", f"eval_every={half}", f"checkpoint_every={args.steps}",
-            f"mlflow_uri=file://{root / 'mlruns'}", "num_workers=1",
+            f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", "num_workers=1",
         ])  # fmt: skip
         start = time.perf_counter()
         result = train_run(config)

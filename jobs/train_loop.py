@@ -163,5 +163,10 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
                     f"{k}={v:.4g}" for k, v in metrics.items()))  # fmt: skip
             ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
             window_start, samples = time.perf_counter(), 0
+    if step < config.steps:
+        raise RuntimeError(
+            f"the training data ran out at step {step} of {config.steps}: "
+            f"{config.data} gives too few windows (windows_per_clip={config.windows_per_clip})"
+        )
     if tracker is not None:
         say(f"[{stage.name}] finished {step} steps in {time.perf_counter() - started:.0f}s")

@@ -54,8 +54,11 @@ def heldout_predicate(path: str) -> Callable[[str], bool]:
 
 
 def _passes(path: str, per_clip: int, samples_needed: int) -> int:
-    clips = max(1, pads.dataset(path, format="parquet").count_rows())
-    return max(1, math.ceil(samples_needed / (clips * per_clip)))
+    """Passes over the training clips (kept, not held out) that give `samples_needed` windows,
+    plus one: workers split the stream unevenly and each drops its last partial batch."""
+    is_heldout = heldout_predicate(path)
+    clips = max(1, sum(not is_heldout(clip_id) for clip_id in _kept_ids(path)))
+    return math.ceil(samples_needed / (clips * per_clip)) + 1
 
 
 class ClipWindows:
