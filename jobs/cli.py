@@ -12,6 +12,10 @@ import sys
 
 # subcommand -> (module under jobs/, one line for `genie --help`)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "curate": (
+        "jobs.curate",
+        "curate raw video into scored 16 s clips: score, select (re-threshold), run",
+    ),
     "synth": (
         "jobs.synth",
         "render the built-in synthetic platformer corpus (videos + action logs)",
@@ -19,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("jobs.train", "train a stage (tokenizer, lam, dynamics) with Ray Train + MLflow"),
     "tokenize": ("jobs.tokenize", "turn curated clips into token shards with latent actions"),
     "fetch-i3d": ("jobs.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
+    "eval": ("jobs.evaluate", "evaluate a trained world model (PSNR, SSIM, ΔtPSNR, FVD, NMI)"),
+    "bench": ("jobs.bench", "benchmarks: curation, training loop, models, play (ratios)"),
+    "play": ("jobs.play", "play a trained world in the browser (Ray Serve app + web page)"),
+    "rollout": ("jobs.rollout", "roll a trained world out from an image and actions to an mp4"),
 }
 
 EPILOG = """\

@@ -79,38 +79,3 @@ def read_frames(source: str | Path | bytes) -> np.ndarray:
     with av.open(handle) as container:
         frames = [f.to_ndarray(format="rgb24", threads=1) for f in container.decode(video=0)]
     return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
-
-
-def write_video_timed(
-    target: str | Path | io.BytesIO,
-    frames: Iterable[np.ndarray],
-    times_s: Iterable[float],
-    container: str = ".mp4",
-    time_base: Fraction = Fraction(1, 1000),
-) -> int:
-    """Encode frames shown at the given times (variable frame rate). Returns the frame count.
-
-    Real captures drop and repeat frames; this writes such a stream on purpose so readers that
-    assume a constant rate can be tested against one that does not."""
-    suffix = Path(target).suffix if isinstance(target, str | Path) else container
-    codec, pix_fmt, defaults = CODECS[suffix]
-    fmt = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm"}[suffix]
-    count = 0
-    with av.open(target, mode="w", format=fmt) as out:
-        stream = None
-        for frame, time_s in zip(frames, times_s, strict=True):
-            if stream is None:
-                stream = out.add_stream(codec, rate=round(1 / time_base))
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = pix_fmt
-                stream.options = dict(defaults)
-                stream.codec_context.time_base = time_base
-                stream.codec_context.thread_count = 1
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            video_frame.pts = round(Fraction(time_s) / time_base)
-            video_frame.time_base = time_base
-            out.mux(stream.encode(video_frame))
-            count += 1
-        if stream is not None:
-            out.mux(stream.encode())
-    return count
