@@ -39,15 +39,17 @@ def synthetic_clips(folder: Path, count: int, frames: int) -> Path:
 
 
 def plain_loop_samples_per_s(config: TrainConfig, warmup: int) -> float:
-    """The same stage loss and optimizer over in-memory batches of the same windows."""
-    import ray
-
+    """The same stage loss and optimizer over in-memory batches of the same kind of windows
+    (cut by the same ClipWindows step, here without Ray)."""
     from jobs.stages import STAGES, frames_to_model
+    from pipelines.training_data import ClipWindows
 
     stage = STAGES[config.stage]
-    windows = stage.dataset(config, 1).take_all()
-    ray.shutdown()  # the plain loop runs with no Ray around it
-    frames = torch.from_numpy(np.stack([w["frames"] for w in windows]))
+    table = pq.read_table(config.data, columns=["clip_id", "video"]).to_pydict()
+    cut = ClipWindows(config.window, config.windows_per_clip, config.seed, epoch=0)
+    frames = torch.from_numpy(
+        cut({k: np.array(v, dtype=object) for k, v in table.items()})["frames"]
+    )
     torch.manual_seed(config.seed)
     model = stage.build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr)
@@ -69,9 +71,9 @@ def plain_loop_samples_per_s(config: TrainConfig, warmup: int) -> float:
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.bench train", description=__doc__)
     parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam"])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--window", type=int, default=4)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 

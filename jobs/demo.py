@@ -63,8 +63,12 @@ def stages(data: Path, videos: int, seed: int) -> list[Stage]:
     def trained_models() -> list[str]:
         return [f"--{s}={run_id(runs, f'demo-{s}')}" for s in ("tokenizer", "lam", "dynamics")]
 
+    def evaluate() -> list[str]:
+        return job("evaluate", "--clips", clips, "--out", data / "eval", "--samples", 4,
+                   "--frames", 10, "--maskgit-steps", 12, *trained_models())  # fmt: skip
+
     def tokenize() -> list[str]:
-        return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 8,
+        return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 4,
                    "--tokenizer", run_id(runs, "demo-tokenizer"), "--lam", run_id(runs, "demo-lam"))  # fmt: skip
 
     return [
@@ -101,7 +105,7 @@ def stages(data: Path, videos: int, seed: int) -> list[Stage]:
         Stage(
             "evaluate: PSNR, SSIM, ΔtPSNR, FVD, LAM vs true actions; rollout videos",
             lambda: (data / "eval" / "metrics.json").exists(),
-            lambda: job("evaluate", "--clips", clips, "--out", data / "eval", *trained_models()),
+            evaluate,
         ),
     ]
 
@@ -130,7 +134,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="where the demo data goes (default: .genie/demo)",
     )
     parser.add_argument(
-        "--videos", type=int, default=30, help="gameplay videos to render (default 30)"
+        "--videos", type=int, default=16, help="gameplay videos to render (default 16)"
     )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     return parser
