@@ -3,13 +3,24 @@
 Action convention, used everywhere in this package: for T frames there are T-1 actions, shaped
 (B, T-1); action[t] is the transition from frame t to frame t+1 and conditions frame t+1.
 
-Encoder: causal ST-transformer over patches of x_0..x_{T-1}; its output at frame t+1 (which
-has seen x_0..x_{t+1}) is mean-pooled over space into the continuous latent a_t, quantized to
-one of `num_actions` codes. Decoder: causal ST-transformer over x_0..x_{T-2} with the embedded
-a_t added to every token of frame t; its output at frame t predicts the change x_{t+1} - x_t, so copying the static scene costs
-nothing and the loss (and so the action code) is about what moved.
-The decoder exists for training only: at play time the user's action index replaces a_t.
-Frames are (B, T, C, H, W) floats in [0, 1]; patch 16 pads 90 rows to 96.
+Encoder: causal ST-transformer over patches of x_0..x_{T-1}; each frame's tokens embed its
+patches plus their change since the previous frame (zero for frame 0), so the motion is in the
+input rather than something the small temporal attention has to discover. Its output at frame
+t+1 (which has seen x_0..x_{t+1}) is mean-pooled over space into the continuous latent a_t,
+quantized to one of `num_actions` codes. Decoder: causal ST-transformer over x_0..x_{T-2} with
+the embedded a_t added to every token of frame t; its output at frame t predicts the change
+x_{t+1} - x_t, so copying the static scene costs nothing and the loss (and so the action code)
+is about what moved. The decoder exists for training only: at play time the user's action index
+replaces a_t. Frames are (B, T, C, H, W) floats in [0, 1]; patch 16 pads 90 rows to 96.
+
+Why the change embedding (measured on the synthetic platformer, `tiny` preset at 45x80, 400
+steps): with frame patches only, the encoder's output varied ~10x more with the spatial position
+embedding than with content, its latents carried nothing a linear probe could read, and the codes
+had 0.02-0.04 bits of mutual information with the true actions (0.02 shuffled) even without the
+VQ bottleneck; a decoder given the true actions did use them (loss 0.0029 vs 0.0037). With the
+change embedding the codes reach 0.66-0.79 bits after 100-300 steps, 0.78-0.86 when both
+embeddings end in a LayerNorm, which puts patch content on the scale of the unit-scale position
+embedding (LayerNorm alone, without the change: codes collapse onto one or two).
 """
 
 from __future__ import annotations
@@ -42,7 +53,12 @@ class LatentActionModel(nn.Module):
         self.config = config
         tokens = config.grid_height * config.grid_width
         patch_dim = config.patch_size**2 * config.channels
-        self.encoder_embed = nn.Linear(patch_dim, config.dim)
+        self.encoder_embed = nn.Sequential(
+            nn.Linear(patch_dim, config.dim), LayerNormFP32(config.dim)
+        )
+        self.change_embed = nn.Sequential(
+            nn.Linear(patch_dim, config.dim), LayerNormFP32(config.dim)
+        )
         self.encoder = STTransformer(
             config.dim, config.encoder_layers, config.num_heads, tokens, config.ffn_mult
         )
@@ -69,7 +85,10 @@ class LatentActionModel(nn.Module):
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Continuous latent actions (B, T-1, code_dim); a_t comes from the output at frame t+1."""
         self._check(frames)
-        hidden = self.encoder(self.encoder_embed(patchify(frames, self.config.patch_size)))
+        patches = patchify(frames, self.config.patch_size)
+        previous = torch.cat([patches[:, :1], patches[:, :-1]], dim=1)  # frame 0: no change
+        tokens = self.encoder_embed(patches) + self.change_embed(patches - previous)
+        hidden = self.encoder(tokens)
         return self.to_action(hidden[:, 1:].mean(dim=2))
 
     def decode(self, frames: torch.Tensor, action_vectors: torch.Tensor) -> torch.Tensor:

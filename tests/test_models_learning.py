@@ -1,12 +1,16 @@
 """Learning checks on CPU with the `tiny` preset and small procedural game clips.
 
-The game: a coloured background, and an opaque player block that moves by a known action
-(0 stay, 1 left, 2 right, 3 up, 4 down), wrapping around the edges so every move shows.
+Tokenizer and dynamics use a toy game: a coloured background, and an opaque player block that
+moves by a known action (0 stay, 1 left, 2 right, 3 up, 4 down), wrapping around the edges so
+every move shows. The LAM learns from the synthetic platformer of `pipelines.synth`, the game
+the corpus is made of.
 """
 
 import dataclasses
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +18,8 @@ from models.configs import get_preset
 from models.dynamics import DynamicsModel
 from models.lam import LatentActionModel
 from models.tokenizer import VideoTokenizer
+from pipelines.synth.game import ACTIONS, GameState, make_level
+from pipelines.synth.render import Renderer
 
 TINY = get_preset("tiny")
 MOVES = torch.tensor([[0, 0], [0, -1], [0, 1], [-1, 0], [1, 0]])  # (dy, dx) per action
@@ -69,40 +75,91 @@ def test_tokenizer_overfits_a_small_batch_above_30_db():
     assert reached >= 30.0
 
 
+GAME_STEPS_PER_FRAME = 3  # the game runs at 30 FPS, curated clips at 10
+
+
+def synth_clips(clips, frames, height, width, seed):
+    """Clips (B, T, 3, H, W) of the synthetic platformer and their actions (B, T-1).
+
+    Frames are 10 FPS like curated clips (each action is held for 3 game steps), area-downsampled
+    from the 320x180 render; actions are iid so the labels of neighbouring transitions are
+    independent. Each clip starts somewhere along one of 8 levels, after a few random moves so
+    some start mid-jump.
+    """
+    rng = np.random.default_rng(seed)
+    renderers = [Renderer(make_level(level, columns=400)) for level in range(8)]
+    actions = rng.integers(0, len(ACTIONS), (clips, frames - 1))
+    video = np.empty((clips, frames, height, width, 3), np.uint8)
+    for b in range(clips):
+        renderer = renderers[rng.integers(len(renderers))]
+        while True:  # start on the ground somewhere along the level, never over a pit
+            x = float(rng.uniform(120, renderer.level.width_px - 400))
+            state = GameState(renderer.level, x=x, safe_x=x)
+            if state.y > 0:
+                break
+        for action in rng.integers(0, len(ACTIONS), 3 * GAME_STEPS_PER_FRAME):
+            state.step(int(action))
+        for t in range(frames):
+            for _ in range(GAME_STEPS_PER_FRAME if t else 0):
+                state.step(int(actions[b, t - 1]))
+            video[b, t] = cv2.resize(
+                renderer.draw(state), (width, height), interpolation=cv2.INTER_AREA
+            )
+    return torch.from_numpy(video).permute(0, 1, 4, 2, 3).float() / 255, torch.from_numpy(actions)
+
+
+def entropy_bits(labels):
+    counts = torch.bincount(labels).float()
+    probs = counts[counts > 0] / counts.sum()
+    return -(probs * probs.log2()).sum().item()
+
+
+LAM_STEPS = 200
+
+
+@pytest.fixture
+def one_thread():
+    """Small models on a shared CPU: with two intra-op threads under load the LAM test used 7x
+    the CPU time of one thread (205 s vs 27 s) and hit the 900 s timeout, so it runs on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: tiny LAM codes stay near chance (1500 steps: 0.05 bits vs 0.01 shuffled); encoder does not learn to transmit motion yet",
-)
-def test_lam_codes_carry_information_about_the_true_actions():
+def test_lam_codes_carry_information_about_the_true_actions(one_thread):
+    """Codes vs the 6 true actions; well below log2(6) bits is expected, as some actions look
+    alike (jump in mid-air is noop, a wall stops a run). 200 steps gave 0.91-0.93 bits (NMI
+    0.35-0.38, shuffled 0.02-0.05) over three seeds, ~27 s on one core."""
     torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    config = dataclasses.replace(TINY.lam, frame_height=48, frame_width=80)
+    config = dataclasses.replace(TINY.lam, frame_height=45, frame_width=80)
     model = LatentActionModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for _ in range(LAM_STEPS):
-        frames, _ = game_clips(16, 4, 48, 80, block=16, step=16, generator=generator)
-        loss = model(frames).loss
+    train_frames, _ = synth_clips(512, 4, 45, 80, seed=0)  # rendered once: cheaper than training
+    batches = torch.randint(0, 512, (LAM_STEPS, 16), generator=torch.Generator().manual_seed(0))
+    for batch in batches:
+        loss = model(train_frames[batch]).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
-    frames, actions = game_clips(
-        256, 4, 48, 80, block=16, step=16, generator=torch.Generator().manual_seed(1)
-    )
-    codes = model.infer_actions(frames).flatten()
-    shuffled = actions.flatten()[
-        torch.randperm(actions.numel(), generator=torch.Generator().manual_seed(2))
-    ]
-    information = mutual_information_bits(codes, actions.flatten())
+    frames, actions = synth_clips(256, 4, 45, 80, seed=1)
+    codes, actions = model.infer_actions(frames).flatten(), actions.flatten()
+    shuffled = actions[torch.randperm(actions.numel(), generator=torch.Generator().manual_seed(2))]
+    information = mutual_information_bits(codes, actions)
     chance = mutual_information_bits(codes, shuffled)
+    normalized = 2 * information / (entropy_bits(codes) + entropy_bits(actions))
+    joint = torch.zeros(config.num_actions, len(ACTIONS))
+    joint.index_put_((codes, actions), torch.ones(codes.shape), accumulate=True)
+    accuracy = joint.max(dim=1).values.sum().item() / codes.numel()  # each code -> its top action
+    majority = torch.bincount(actions).max().item() / codes.numel()
     print(
-        f"LAM MI(codes; actions) = {information:.2f} bits, shuffled {chance:.2f}, max {math.log2(5):.2f}"
+        f"LAM MI(codes; actions) = {information:.2f} bits (NMI {normalized:.2f}), "
+        f"shuffled {chance:.2f}, max {math.log2(len(ACTIONS)):.2f}; "
+        f"accuracy {accuracy:.2f} (majority class {majority:.2f})"
     )
-    assert information > chance + 0.1
-
-
-LAM_STEPS = 600  # 1500 gave 0.05 bits vs 0.01 shuffled; kept short while it fails
+    assert information >= 0.5 and information > chance + 0.4
 
 
 @pytest.mark.slow
