@@ -9,7 +9,7 @@ I3D   := $(or $(GENIE_I3D_WEIGHTS),.genie/cache/i3d_kinetics400.pt)
 CHROMIUM := /usr/bin/chromium
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint format bench up down status lock clean
+.PHONY: install demo test test-cluster test-fast lint format bench up down status lock clean
 
 install: $(STAMP) $(I3D) $(CHROMIUM)
 
@@ -37,6 +37,10 @@ demo: install
 
 test: install lint
 	$(VENV)/bin/pytest
+
+# Two Ray nodes on this machine and MLflow on a real PostgreSQL (issue 8); minutes each.
+test-cluster: install
+	$(VENV)/bin/pytest -m cluster
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow"

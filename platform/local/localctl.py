@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Start, stop and inspect the local platform: one Ray head node and one MLflow server.
+"""Start, stop and inspect the local platform: a Ray head node (plus worker nodes) and MLflow.
 
-    python platform/local/localctl.py up | down | status      (or: make up / make down / make status)
+    python platform/local/localctl.py up [--nodes N] | down | status   (or: make up [NODES=N])
 
-Everything it starts listens on 127.0.0.1; Ray's jobs API wants the token in ~/.ray/auth_token.
+With one node (the default) everything it starts listens on 127.0.0.1. With --nodes N > 1 it
+also starts N-1 Ray worker nodes on this machine, each with its own CPUs, object store and
+memory, as separate machines would be. Ray only accepts worker nodes when it runs in its
+multi-node mode, and in that mode Ray's internal ports (GCS, raylets, object managers, agents,
+workers) listen on all interfaces; the dashboard/jobs API and MLflow stay on 127.0.0.1, token
+auth stays on (platform/README.md, "Ports"). Ray's jobs API wants the token in ~/.ray/auth_token.
 State and logs live in $GENIE_HOME (default: .genie/ in the repo). `up` twice is harmless;
 `down` stops only the processes `up` started (by their pid files), never another Ray on the machine.
 Ports come from the environment so a test session can run beside a user's platform:
@@ -24,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, mlflow and the python jobs run with
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 HOST = "127.0.0.1"
-START_TIMEOUT_S = 90
+# A node joining a head on a busy 2-core machine can take minutes; a failure shows sooner.
+START_TIMEOUT_S = int(os.environ.get("GENIE_START_TIMEOUT_S", 180))
 STOP_TIMEOUT_S = 30
 
 
@@ -61,6 +68,11 @@ class Ports:
 class Platform:
     home: Path
     ports: Ports
+    nodes: int = 1  # Ray nodes: the head plus nodes-1 worker nodes
+
+    @property
+    def multi_node(self) -> bool:
+        return self.nodes > 1
 
     @property
     def ray_temp_dir(self) -> Path:
@@ -151,6 +163,22 @@ def logical_cpus() -> int:
     return int(os.environ.get("GENIE_RAY_CPUS") or max(4, 2 * (os.cpu_count() or 1)))
 
 
+def node_cpus(platform: Platform) -> int:
+    """CPUs each node advertises: the head's share split evenly, at least 2 a node."""
+    return logical_cpus() if not platform.multi_node else max(2, logical_cpus() // platform.nodes)
+
+
+def node_limits(platform: Platform) -> list[str]:
+    """Multi-node only: a fixed object store and memory per node, so each node is its own
+    machine to the scheduler (by default every node claims most of this machine's memory)."""
+    if not platform.multi_node:
+        return []
+    return [
+        "--object-store-memory", str(int(os.environ.get("GENIE_RAY_OBJECT_STORE_MB", 1024)) << 20),
+        "--memory", str(int(os.environ.get("GENIE_RAY_NODE_MEMORY_MB", 4096)) << 20),
+    ]  # fmt: skip
+
+
 def ray_command(platform: Platform) -> list[str]:
     p = platform.ports
     return [
@@ -159,8 +187,32 @@ def ray_command(platform: Platform) -> list[str]:
         "--dashboard-host", HOST, "--dashboard-port", str(p.dashboard),
         "--ray-client-server-port", str(p.ray_client),
         "--dashboard-agent-listen-port", str(p.ray_agent),
-        "--temp-dir", str(platform.ray_temp_dir), "--num-cpus", str(logical_cpus()),
+        "--temp-dir", str(platform.ray_temp_dir), "--num-cpus", str(node_cpus(platform)),
+        *node_limits(platform),
     ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def worker_node_command(platform: Platform) -> list[str]:
+    """A Ray worker node joining the head, sharing its temp dir (one machine, one session dir).
+
+    Its dashboard agent needs a port of its own (the head's is taken on this machine)."""
+    return [
+        str(BIN / "ray"), "start", "--block", "--disable-usage-stats",
+        "--address", platform.gcs_address, "--node-ip-address", HOST,
+        "--dashboard-agent-listen-port", str(free_port()),
+        "--temp-dir", str(platform.ray_temp_dir), "--num-cpus", str(node_cpus(platform)),
+        *node_limits(platform),
+    ]  # fmt: skip
+
+
+def worker_services(platform: Platform) -> list[str]:
+    return [f"ray-node-{i}" for i in range(1, platform.nodes)]
 
 
 def mlflow_command(platform: Platform) -> list[str]:
@@ -178,20 +230,44 @@ def service_env(platform: Platform) -> dict[str, str]:
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # jobs' `python` is the venv's
         RAY_AUTH_MODE="token",
-        # Binds every Ray listener (GCS, raylet, agents) to 127.0.0.1, not only the dashboard.
-        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        # "0" binds every Ray listener (GCS, raylet, agents) to 127.0.0.1, not only the
+        # dashboard, but then `ray start` refuses worker nodes; "1" is Ray's multi-node mode.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1" if platform.multi_node else "0",
         MLFLOW_TRACKING_URI=platform.mlflow_url,
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
     return env
 
 
+def alive_nodes(platform: Platform, token: str) -> int:
+    """Alive Ray nodes, from the dashboard's state API (0 when it does not answer)."""
+    request = urllib.request.Request(
+        f"{platform.dashboard_url}/api/v0/nodes?limit=1000",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            nodes = json.load(response)["data"]["result"]["result"]
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        return 0
+    return sum(1 for node in nodes if node.get("state") == "ALIVE")
+
+
 def start(
-    platform: Platform, service: str, command: list[str], ready_url: str, token: str | None
+    platform: Platform,
+    service: str,
+    command: list[str],
+    ready_url: str | None,
+    token: str | None,
+    ready: Callable[[], bool] | None = None,
 ) -> None:
+    """Start `service` in its own process group and wait until `ready_url` answers 200 (or,
+    for a node, which has no URL of its own, until `ready()` says so)."""
     if running_pid(platform, service):
         print(f"{service}: already running (pid {running_pid(platform, service)})")
         return
+    if ready is None:
+        ready = lambda: http_status(ready_url, token) == 200  # noqa: E731
     log = platform.log_file(service)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -206,7 +282,7 @@ def start(
         )
     platform.pid_file(service).write_text(str(process.pid))
     deadline = time.monotonic() + START_TIMEOUT_S
-    while http_status(ready_url, token) != 200:
+    while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             stop(platform, service)
@@ -237,9 +313,24 @@ def stop(platform: Platform, service: str) -> None:
     print(f"{service}: stopped")
 
 
+def recorded_nodes(platform: Platform) -> int | None:
+    """The node count the running platform was started with (None if none is recorded)."""
+    path = platform.home / "platform.json"
+    if not path.exists():
+        return None
+    return int(json.loads(path.read_text()).get("nodes", 1))
+
+
 def up(platform: Platform) -> None:
     platform.home.mkdir(parents=True, exist_ok=True)
     token = ensure_token()
+    recorded = recorded_nodes(platform)
+    if running_pid(platform, "ray") and recorded not in (None, platform.nodes):
+        # A loopback-only head cannot take worker nodes, and a head's mode cannot change live.
+        raise SystemExit(
+            f"the Ray head here runs with {recorded} node(s), not {platform.nodes}; "
+            "stop it first (make down), then start again"
+        )
     for service, port in (("mlflow", platform.ports.mlflow), ("ray", platform.ports.dashboard)):
         if not running_pid(platform, service) and port_in_use(port):
             raise SystemExit(
@@ -248,14 +339,21 @@ def up(platform: Platform) -> None:
             )
     start(platform, "mlflow", mlflow_command(platform), f"{platform.mlflow_url}/health", None)
     start(platform, "ray", ray_command(platform), f"{platform.dashboard_url}/api/jobs/", token)
-    (platform.home / "platform.json").write_text(
-        json.dumps({"home": str(platform.home), "ports": asdict(platform.ports)}, indent=2)
-    )
+    for number, service in enumerate(worker_services(platform), start=1):
+        start(
+            platform, service, worker_node_command(platform), None, token,
+            ready=lambda n=number: alive_nodes(platform, token) >= n + 1,
+        )  # fmt: skip
+    record = {"home": str(platform.home), "ports": asdict(platform.ports), "nodes": platform.nodes}
+    (platform.home / "platform.json").write_text(json.dumps(record, indent=2))
     (platform.home / "env").write_text("\n".join(platform.env_lines()) + "\n")
     status(platform)
 
 
 def down(platform: Platform) -> None:
+    # Worker nodes first (whatever count `up` used), then the head they report to.
+    for pid_file in sorted(platform.home.glob("ray-node-*.pid")):
+        stop(platform, pid_file.stem)
     stop(platform, "ray")
     stop(platform, "mlflow")
     # A stale pointer here makes the next ray.init() with this temp dir try to join a dead cluster.
@@ -273,6 +371,8 @@ def status(platform: Platform) -> None:
     )
     print(f"Ray head     {'up  ' if ray_ok else 'down'}  dashboard  {platform.dashboard_url}")
     print(f"             {'    '}  address    {platform.gcs_address} (token auth on, {TOKEN_FILE})")
+    if ray_ok and token:
+        print(f"             {'    '}  nodes      {alive_nodes(platform, token)} alive")
     print(f"MLflow       {'up  ' if mlflow_ok else 'down'}  UI         {platform.mlflow_url}")
     print(f"State, logs  {platform.home}")
     if ray_ok:
@@ -293,9 +393,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="Ray nodes for `up`: the head plus NODES-1 workers"
+    )
     args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error(f"--nodes must be >= 1, got {args.nodes}")
     home = Path(os.environ.get("GENIE_HOME", REPO / ".genie")).resolve()
-    platform = Platform(home=home, ports=Ports.from_env())
+    nodes = (
+        args.nodes
+        if args.command == "up"
+        else (recorded_nodes(Platform(home, Ports.from_env())) or 1)
+    )
+    platform = Platform(home=home, ports=Ports.from_env(), nodes=nodes)
     {"up": up, "down": down, "status": status}[args.command](platform)
     return 0
 
