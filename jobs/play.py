@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException
 from jobs.rollout import (
     ImageTooLarge,
     UnsupportedImage,
+    add_world_arguments,
     decode_prompt_image,
     fit_to_frame,
     frame_to_model,
@@ -404,20 +405,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--tokenizer",
-        default="genie-tokenizer@latest-tiny",
-        help="path to a model.pt, registered model@alias, or run id",
-    )
-    parser.add_argument(
-        "--dynamics",
-        default="genie-dynamics@latest-tiny",
-        help="path to a model.pt, registered model@alias, or run id",
-    )
+    add_world_arguments(parser)
     parser.add_argument("--clips", help="curated clips (Parquet folder): their first frames")
     parser.add_argument("--prompts", type=int, default=12, help="how many curated prompts")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1")
-    parser.add_argument("--maskgit-steps", type=int, default=25, help="MaskGIT rounds per frame")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of every session")
     parser.add_argument("--max-sessions", type=int, default=PlayLimits.max_sessions)
     parser.add_argument("--max-upload-mb", type=float, default=PlayLimits.max_upload_bytes / 2**20)

@@ -158,16 +158,8 @@ def parse_actions(text: str) -> list[int]:
     return actions
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--prompt", required=True, help="prompt frame: a PNG or JPEG file")
-    parser.add_argument("--actions", required=True, help="comma-separated actions, e.g. 0,3,3,1")
-    parser.add_argument("--out", required=True, help="output video (.mp4)")
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options naming the world to load (`load_world`); `genie play` takes the same."""
     parser.add_argument(
         "--tokenizer",
         default="genie-tokenizer@latest-tiny",
@@ -179,6 +171,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="path to a model.pt, registered model@alias, or run id",
     )
     parser.add_argument("--maskgit-steps", type=int, default=25, help="MaskGIT rounds per frame")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--prompt", required=True, help="prompt frame: a PNG or JPEG file")
+    parser.add_argument("--actions", required=True, help="comma-separated actions, e.g. 0,3,3,1")
+    parser.add_argument("--out", required=True, help="output video (.mp4)")
+    add_world_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--mlflow-uri", default=None, help="default: $MLFLOW_TRACKING_URI")
     return parser
