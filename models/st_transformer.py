@@ -186,15 +186,18 @@ class STTransformer(nn.Module):
         tokens_per_frame: int,
         ffn_mult: int = 4,
         attention: AttentionKind = "st",
+        position_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if dim % num_heads or (dim // num_heads) % 2:
             raise ValueError(f"dim {dim} must split into {num_heads} heads of even size")
         self.head_dim = dim // num_heads
         self.attention = attention
-        # Unit scale, like the token embeddings: at 0.02 (the ViT habit) small models stayed
-        # blind to where a token is for hundreds of steps and could not learn motion.
-        self.spatial_position = nn.Parameter(torch.randn(tokens_per_frame, dim))
+        # Unit scale by default, like the token embeddings: at 0.02 (the ViT habit) the small
+        # LAM stayed blind to where a token is for hundreds of steps and could not learn
+        # motion. The tokenizer passes 0: it needs content, not place, and a unit-scale
+        # position drowned its patches (see models.tokenizer).
+        self.spatial_position = nn.Parameter(torch.randn(tokens_per_frame, dim) * position_scale)
         self.blocks = nn.ModuleList(
             STBlock(dim, num_heads, ffn_mult, attention) for _ in range(num_layers)
         )

@@ -70,17 +70,21 @@ class VideoTokenizer(nn.Module):
         patch_dim = config.patch_size**2 * config.channels
         self.patch_embed = nn.Linear(patch_dim, config.dim)
         self.encoder = STTransformer(
-            config.dim, config.encoder_layers, config.num_heads, tokens, config.ffn_mult
-        )
+            config.dim, config.encoder_layers, config.num_heads, tokens, config.ffn_mult,
+            position_scale=0.0,
+        )  # fmt: skip
         self.to_code = nn.Linear(config.dim, config.code_dim)
         self.quantizer = VectorQuantizer(
             config.num_codes, config.code_dim, config.commitment_weight, config.dead_code_patience
         )
         self.from_code = nn.Linear(config.code_dim, config.dim)
         self.decoder = STTransformer(
-            config.dim, config.decoder_layers, config.num_heads, tokens, config.ffn_mult
-        )
+            config.dim, config.decoder_layers, config.num_heads, tokens, config.ffn_mult,
+            position_scale=0.0,
+        )  # fmt: skip
         self.to_pixels = nn.Sequential(LayerNormFP32(config.dim), nn.Linear(config.dim, patch_dim))
+        nn.init.zeros_(self.to_pixels[1].weight)  # start as a mid-grey frame, not as noise
+        nn.init.constant_(self.to_pixels[1].bias, 0.5)
 
     def _latents(self, frames: torch.Tensor) -> torch.Tensor:
         cfg = self.config

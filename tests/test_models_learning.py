@@ -1,9 +1,9 @@
 """Learning checks on CPU with the `tiny` preset and small procedural game clips.
 
-Tokenizer and dynamics use a toy game: a coloured background, and an opaque player block that
+The dynamics test uses a toy game: a coloured background, and an opaque player block that
 moves by a known action (0 stay, 1 left, 2 right, 3 up, 4 down), wrapping around the edges so
 every move shows. The LAM learns from the synthetic platformer of `pipelines.synth`, the game
-the corpus is made of.
+the corpus is made of; so does the tokenizer.
 """
 
 import dataclasses
@@ -56,25 +56,6 @@ def mutual_information_bits(a, b):
     return (joint[nonzero] * torch.log2(joint[nonzero] / independent[nonzero])).sum().item()
 
 
-@pytest.mark.slow
-def test_tokenizer_overfits_a_small_batch_above_30_db():
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    config = dataclasses.replace(TINY.tokenizer, frame_height=30, frame_width=48)
-    model = VideoTokenizer(config)
-    frames, _ = game_clips(4, 4, 30, 48, block=8, step=6, generator=generator)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(900):
-        loss = model(frames).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    reached = psnr(model.decode(model.encode(frames)), frames)
-    print(f"tokenizer PSNR after 900 steps: {reached:.1f} dB")
-    assert reached >= 30.0
-
-
 GAME_STEPS_PER_FRAME = 3  # the game runs at 30 FPS, curated clips at 10
 
 
@@ -115,6 +96,7 @@ def entropy_bits(labels):
 
 
 LAM_STEPS = 200
+TOKENIZER_STEPS = 120
 
 
 @pytest.fixture
@@ -125,6 +107,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_tokenizer_reconstructs_unseen_platformer_frames(one_thread):
+    """Held-out frames of the synthetic game after a short run from scratch: 21.6 dB measured.
+    Before the moving-average codebook and the zero-initialised positions and output layer,
+    the tokenizer sat at the frames' mean colour (13-15 dB) for hundreds of steps."""
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY.tokenizer, frame_height=45, frame_width=80)
+    model = VideoTokenizer(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_frames, _ = synth_clips(256, 4, 45, 80, seed=0)
+    batches = torch.randint(
+        0, 256, (TOKENIZER_STEPS, 16), generator=torch.Generator().manual_seed(0)
+    )
+    for batch in batches:
+        loss = model(train_frames[batch]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    frames, _ = synth_clips(16, 4, 45, 80, seed=1)
+    reached = psnr(model.decode(model.encode(frames)), frames)
+    print(f"tokenizer held-out PSNR after {TOKENIZER_STEPS} steps: {reached:.1f} dB")
+    assert reached >= 20.0
 
 
 @pytest.mark.slow
