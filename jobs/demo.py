@@ -68,7 +68,7 @@ def stages(data: Path, videos: int, seed: int) -> list[Stage]:
                    "--frames", 10, "--maskgit-steps", 12, *trained_models())  # fmt: skip
 
     def tokenize() -> list[str]:
-        return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 4,
+        return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 4, "--actors", 2,
                    "--tokenizer", run_id(runs, "demo-tokenizer"), "--lam", run_id(runs, "demo-lam"))  # fmt: skip
 
     return [

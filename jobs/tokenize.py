@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"{out} is complete already ({out / '_SUCCESS'}); delete it to redo")
         return 0
 
+    import pyarrow.dataset as pads
     import ray
     import ray.data
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     started = time.monotonic()
     clips = ray.data.read_parquet(args.clips, columns=["clip_id", "video", "keep"])
+    files = len(pads.dataset(args.clips, format="parquet").files)
+    if files < 2 * args.actors:  # a block goes to one actor: a single small file would too
+        clips = clips.repartition(2 * args.actors)
     tokens = clips.filter(lambda row: bool(row["keep"])).map_batches(
         ClipTokenizer,
         fn_constructor_args=(

@@ -54,10 +54,14 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
     overrides = [f"stage={args.stage}", *args.overrides]
     config = load_config(TrainConfig, args.preset, overrides, PRESETS_DIR)
-    if not config.mlflow_uri:  # workers may not share the driver's environment
-        config = load_config(
-            TrainConfig, args.preset, [*overrides, f"mlflow_uri={tracking_uri()}"], PRESETS_DIR
-        )
+    # Workers neither share the driver's environment nor its working directory.
+    resolved = [] if config.mlflow_uri else [f"mlflow_uri={tracking_uri()}"]
+    for key in ("data", "storage_path"):
+        value = getattr(config, key)
+        if "://" not in value and not Path(value).is_absolute():
+            resolved.append(f"{key}={Path(value).resolve()}")
+    if resolved:
+        config = load_config(TrainConfig, args.preset, [*overrides, *resolved], PRESETS_DIR)
     return config
 
 
@@ -94,7 +98,9 @@ def run(config: TrainConfig) -> dict:
         train_loop_per_worker,
         train_loop_config=values,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=config.num_workers, use_gpu=config.use_gpu
+            num_workers=config.num_workers,
+            use_gpu=config.use_gpu,
+            placement_strategy=config.placement,
         ),
         run_config=ray.train.RunConfig(
             name=config.name,

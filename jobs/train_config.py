@@ -40,9 +40,15 @@ class TrainConfig:
     batch_size: int = 8  # per worker
     window: int = 16  # frames a sample sees
     windows_per_clip: int = 4
+    # Windows each worker mixes before batching. A clip's windows arrive together, so without
+    # it a batch held one clip: the tiny tokenizer reached 18.4 dB held-out instead of 26.0.
+    shuffle_buffer: int = 256
     seed: int = 0
     num_workers: int = 1
     use_gpu: bool = False
+    # PACK fills one node before the next (GPU workers sharing NVLink); SPREAD puts workers on
+    # different nodes, e.g. CPU workers that would otherwise crowd one node.
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     precision: Literal["fp32", "bf16"] = "bf16"  # bf16 autocast applies on GPU only
     strategy: Literal["ddp", "fsdp"] = "ddp"
     compile: bool = False
@@ -69,6 +75,12 @@ class TrainConfig:
             require(getattr(self, key) > 0, key, "be > 0", getattr(self, key))
         require(self.window >= 2, "window", "be >= 2 (a transition needs two frames)", self.window)
         require(self.windows_per_clip > 0, "windows_per_clip", "be > 0", self.windows_per_clip)
+        require(
+            self.shuffle_buffer >= 0,
+            "shuffle_buffer",
+            "be >= 0 (0: no shuffle)",
+            self.shuffle_buffer,
+        )
         require(self.max_failures >= 0, "max_failures", "be >= 0", self.max_failures)
         require(
             self.eval_every % self.log_every == 0, "eval_every", f"be a multiple of log_every={self.log_every}",

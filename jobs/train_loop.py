@@ -110,7 +110,12 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     heldout = stage.heldout_batch(config, device)
 
     shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_torch_batches(batch_size=config.batch_size, drop_last=True)
+    batches = shard.iter_torch_batches(
+        batch_size=config.batch_size,
+        drop_last=True,
+        local_shuffle_buffer_size=config.shuffle_buffer or None,
+        local_shuffle_seed=config.seed + rank,  # the same stream again on a resumed run
+    )
     window_start, samples, started = time.perf_counter(), 0, time.perf_counter()
     for index, batch in enumerate(batches):
         if index < batches_seen:

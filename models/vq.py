@@ -11,9 +11,11 @@ Batch codebook usage and perplexity are returned for logging, and a code no batc
 for `dead_code_patience` training steps is moved onto a random encoder output of the current
 batch, so the codebook does not collapse onto a few codes.
 
-The codebook and its statistics are buffers. Under DDP, buffers are broadcast from rank 0 at
-every forward, so all replicas quantize with rank 0's codebook (the statistics are rank 0's
-batches) and never drift apart.
+The codebook and its statistics are buffers. Under data parallel training the batch's counts
+and sums are all-reduced, so the moving average sees every rank's batch: fed by rank 0's batch
+alone, the 2-worker demo tokenizer reached 18.3 dB held-out where one worker with the same
+global batch reached 26.0. DDP also broadcasts buffers from rank 0 at every forward, so the
+dead-code resets (drawn from each rank's own batch) never leave the replicas apart.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -92,6 +95,10 @@ class VectorQuantizer(nn.Module):
     ) -> None:
         flat = latents.detach().reshape(-1, latents.shape[-1]).float()
         sums = torch.zeros_like(self.code_sums).index_add_(0, codes.flatten(), flat)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            stats = torch.cat([counts[:, None], sums], dim=1)
+            dist.all_reduce(stats)
+            counts, sums = stats[:, 0], stats[:, 1:]
         self.code_counts.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.code_sums.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         # Laplace smoothing keeps a rarely used code's denominator away from zero.

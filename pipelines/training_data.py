@@ -62,10 +62,11 @@ def _passes(path: str, per_clip: int, samples_needed: int) -> int:
 
 
 class ClipWindows:
-    """map_batches step: decode each clip's mp4 bytes and cut `per_clip` random windows."""
+    """map_batches step: decode each clip's mp4 bytes once and cut `per_clip` random windows
+    for each of `passes` passes over the data."""
 
-    def __init__(self, window: int, per_clip: int, seed: int, epoch: int):
-        self.window, self.per_clip, self.seed, self.epoch = window, per_clip, seed, epoch
+    def __init__(self, window: int, per_clip: int, seed: int, passes: int):
+        self.window, self.per_clip, self.seed, self.passes = window, per_clip, seed, passes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = []
@@ -73,8 +74,7 @@ class ClipWindows:
             clip = read_frames(bytes(video))
             if len(clip) < self.window:
                 continue  # curation guarantees full clips; a short one is skipped, not padded
-            rng = window_rng(self.seed, self.epoch, str(clip_id))
-            for start in rng.integers(0, len(clip) - self.window + 1, size=self.per_clip):
+            for start in window_starts(len(clip), self, str(clip_id)):
                 frames.append(clip[start : start + self.window])
         return {
             "frames": np.stack(frames)
@@ -84,10 +84,11 @@ class ClipWindows:
 
 
 class TokenWindows:
-    """map_batches step: cut `per_clip` random windows of tokens and their latent actions."""
+    """map_batches step: cut `per_clip` random windows of tokens and their latent actions for
+    each of `passes` passes over the data."""
 
-    def __init__(self, window: int, per_clip: int, seed: int, epoch: int):
-        self.window, self.per_clip, self.seed, self.epoch = window, per_clip, seed, epoch
+    def __init__(self, window: int, per_clip: int, seed: int, passes: int):
+        self.window, self.per_clip, self.seed, self.passes = window, per_clip, seed, passes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tokens, actions = [], []
@@ -95,24 +96,36 @@ class TokenWindows:
             batch["clip_id"], batch["tokens"], batch["shape"], batch["actions"], strict=True
         ):
             clip = np.asarray(flat, np.int16).reshape(tuple(shape))
-            rng = window_rng(self.seed, self.epoch, str(clip_id))
-            for start in rng.integers(0, len(clip) - self.window + 1, size=self.per_clip):
+            clip_actions = np.asarray(clip_actions, np.int64)
+            for start in window_starts(len(clip), self, str(clip_id)):
                 tokens.append(clip[start : start + self.window])
-                actions.append(np.asarray(clip_actions, np.int64)[start : start + self.window - 1])
+                actions.append(clip_actions[start : start + self.window - 1])
         return {"tokens": np.stack(tokens), "actions": np.stack(actions)}
 
 
+def window_starts(length: int, step: ClipWindows | TokenWindows, clip_id: str) -> list[int]:
+    """First frames of a clip's windows, `per_clip` for each pass; a pure function of
+    (seed, pass, clip id), so a rerun cuts the same windows."""
+    return [
+        int(start)
+        for epoch in range(step.passes)
+        for start in window_rng(step.seed, epoch, clip_id).integers(
+            0, length - step.window + 1, size=step.per_clip
+        )
+    ]
+
+
 def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -> ray.data.Dataset:
+    """One streaming read of the training clips; each clip is decoded once and gives its
+    windows for every pass. (A read per pass, unioned, spent a minute starting Ray tasks on
+    six test clips before the first batch.) The trainer's shuffle buffer mixes the clips."""
     is_heldout = heldout_predicate(path)
-    passes = []
-    for epoch in range(_passes(path, per_clip, samples_needed)):
-        rows = ray.data.read_parquet(path, columns=columns)
-        if "keep" in columns:
-            rows = rows.filter(lambda row: bool(row["keep"]))
-        rows = rows.filter(lambda row: not is_heldout(str(row["clip_id"])))
-        passes.append(rows.map_batches(make_step(window, per_clip, seed, epoch), batch_size=4))
-    data = passes[0].union(*passes[1:]) if len(passes) > 1 else passes[0]
-    return data.randomize_block_order(seed=seed)
+    passes = _passes(path, per_clip, samples_needed)
+    rows = ray.data.read_parquet(path, columns=columns)
+    if "keep" in columns:
+        rows = rows.filter(lambda row: bool(row["keep"]))
+    rows = rows.filter(lambda row: not is_heldout(str(row["clip_id"])))
+    return rows.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
 
 
 def clip_windows(

@@ -55,9 +55,11 @@ def png_bytes(image: np.ndarray) -> bytes:
 def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    tokenizer = save_trained(
-        build_model("tokenizer", "tiny"), "tokenizer", "tiny", 0, folder / "tokenizer.pt"
-    )
+    untrained = build_model("tokenizer", "tiny")
+    # An untrained tokenizer decodes every token grid to the same grey (its output layer starts
+    # at zero); random output weights make different tokens give different frames, as trained.
+    torch.nn.init.normal_(untrained.to_pixels[1].weight, std=0.5)
+    tokenizer = save_trained(untrained, "tokenizer", "tiny", 0, folder / "tokenizer.pt")
     dynamics = save_trained(
         build_model("dynamics", "tiny"), "dynamics", "tiny", 0, folder / "dynamics.pt"
     )
