@@ -28,7 +28,7 @@ RUNTIME_ENV = json.dumps({"env_vars": {"GENIE_I3D_WEIGHTS": str(weights_path())}
 EPILOG = """\
 example:
   make demo                      # same as: python -m jobs.demo
-  python -m jobs.demo --videos 8 # a smaller corpus
+  python -m jobs.demo --videos 24 # a larger corpus
 """
 
 
@@ -134,7 +134,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="where the demo data goes (default: .genie/demo)",
     )
     parser.add_argument(
-        "--videos", type=int, default=16, help="gameplay videos to render (default 16)"
+        "--videos", type=int, default=10, help="gameplay videos to render (default 10)"
     )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     return parser

@@ -129,15 +129,15 @@ class Tracker:
             self._guard("log_metrics", lambda: self._client().log_batch(self.run_id, metrics=items))
 
     def last_logged_step(self, metric: str) -> int:
-        """The highest step `metric` was logged at in this run (0 if never, or untracked)."""
+        """The highest step `metric` was logged at in this run (-1 if never, or untracked)."""
         if not self.active:
-            return 0
+            return -1
         try:
             history = self._client().get_metric_history(self.run_id, metric)
         except Exception as e:  # as with logging: tracking trouble never stops the job
             log.warning("MLflow get_metric_history failed (%s); the job goes on", e)
-            return 0
-        return max((m.step for m in history), default=0)
+            return -1
+        return max((m.step for m in history), default=-1)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.active:

@@ -61,17 +61,18 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_localctl(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_localctl(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(LOCALCTL), command],
+        [sys.executable, str(LOCALCTL), command, *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
 
 
-def start_platform() -> LocalPlatform:
+def start_platform(nodes: int = 1) -> LocalPlatform:
+    """`make up NODES=nodes` in a fresh GENIE_HOME on free ports; env addresses it."""
     home = Path(tempfile.mkdtemp(prefix="genie-test-"))
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     # The venv's bin first, so `ray`, `genie` and jobs' `python` are this install's.
@@ -79,7 +80,7 @@ def start_platform() -> LocalPlatform:
     env = dict(os.environ, GENIE_HOME=str(home), PATH=path)
     env.update({f"GENIE_{name}_PORT": str(port) for name, port in ports.items()})
     platform = LocalPlatform(home=home, env=env, ports=ports)
-    result = platform.ctl("up")
+    result = run_localctl("up", env, "--nodes", str(nodes))
     if result.returncode != 0:
         platform.ctl("down")
         pytest.fail(f"local platform did not start:\n{result.stdout}\n{result.stderr}")

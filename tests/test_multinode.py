@@ -7,12 +7,7 @@ multi-node mode (Ray's internal ports on all interfaces; dashboard, jobs API and
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-import tempfile
-import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,51 +17,18 @@ import mlflow
 import psutil
 import pytest
 from clips import write_clips
-from conftest import (
-    LOCALCTL,
-    PORT_NAMES,
-    REPO,
-    LocalPlatform,
-    free_ports,
-    run_localctl,
-)
+from conftest import REPO, LocalPlatform, run_localctl, start_platform, stop_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 
 
-def start_multinode(nodes: int) -> LocalPlatform:
-    home = Path(tempfile.mkdtemp(prefix="genie-mn-"))
-    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
-    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-    env = dict(os.environ, GENIE_HOME=str(home), PATH=path)
-    env.update({f"GENIE_{name}_PORT": str(port) for name, port in ports.items()})
-    platform = LocalPlatform(home=home, env=env, ports=ports)
-    result = subprocess.run(
-        [sys.executable, str(LOCALCTL), "up", "--nodes", str(nodes)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if result.returncode != 0:
-        run_localctl("down", env)
-        pytest.fail(f"multi-node platform did not start:\n{result.stdout}\n{result.stderr}")
-    env.update(
-        RAY_API_SERVER_ADDRESS=platform.dashboard_url,
-        RAY_AUTH_MODE="token",
-        # The CLI only talks HTTP to the jobs API on 127.0.0.1; keep loopback as written.
-        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-        MLFLOW_TRACKING_URI=platform.mlflow_url,
-    )
-    env.pop("RAY_ADDRESS", None)
-    return platform
-
-
 @pytest.fixture(scope="module")
 def two_nodes():
-    platform = start_multinode(2)
+    platform = start_platform(nodes=2)
     yield platform
-    run_localctl("down", platform.env)
-    shutil.rmtree(platform.home, ignore_errors=True)
+    stop_platform(platform)
 
 
 def api(platform: LocalPlatform, path: str) -> dict | list:
@@ -113,15 +75,17 @@ def submit(platform: LocalPlatform, *entrypoint: str, timeout: int = 420) -> tup
     return submission, logs
 
 
-def task_nodes(platform: LocalPlatform, submission: str, name_part: str) -> set[str]:
-    """Node ids where the job's tasks whose name contains `name_part` ran (Ray's state API)."""
+def job_nodes(platform: LocalPlatform, submission: str, kind: str, name_part: str) -> set[str]:
+    """Node ids where the job's tasks or actors (`kind`) whose name contains `name_part` ran,
+    from Ray's state API."""
     job_id = api(platform, f"/api/jobs/{submission}")["job_id"]
-    tasks = api(
+    entries = api(
         platform,
-        f"/api/v0/tasks?limit=10000&detail=1&filter_keys=job_id&filter_predicates=%3D"
+        f"/api/v0/{kind}?limit=10000&detail=1&filter_keys=job_id&filter_predicates=%3D"
         f"&filter_values={job_id}",
     )["data"]["result"]["result"]
-    return {t["node_id"] for t in tasks if name_part in t["name"] and t.get("node_id")}
+    name = "name" if kind == "tasks" else "class_name"
+    return {e["node_id"] for e in entries if name_part in e[name] and e.get("node_id")}
 
 
 def test_two_nodes_with_their_own_resources_and_loopback_endpoints(two_nodes):
@@ -165,54 +129,24 @@ def test_curation_job_spreads_over_both_nodes(two_nodes, tmp_path):
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sources"]["accepted"] == 6, summary["sources"]
-    ran_on = task_nodes(two_nodes, submission, "score_batch")
+    ran_on = job_nodes(two_nodes, submission, "tasks", "score_batch")
     assert ran_on == alive_node_ids(two_nodes), f"scoring ran on {ran_on}"
-
-
-TRAIN_JOB = textwrap.dedent(
-    """
-    import functools, json, sys
-    import ray
-    import ray.train
-    from ray.util.state import list_actors
-    from jobs.config import load_config
-    from jobs.train import run
-    from jobs.train_config import TrainConfig
-
-    # jobs.train leaves ScalingConfig's placement at PACK, which puts both workers on one of
-    # these two nodes (each can hold both). SPREAD is what CPU workers across nodes want; until
-    # TrainConfig has a field for it, this driver sets it for the trainer jobs.train builds.
-    ray.train.ScalingConfig = functools.partial(
-        ray.train.ScalingConfig, placement_strategy="SPREAD"
-    )
-    config = load_config(TrainConfig, None, sys.argv[1:])
-    result = run(config)
-    workers = [a for a in list_actors(detail=True, limit=10000, raise_on_missing_output=False)
-               if "RayTrainWorker" in a.class_name]
-    print("GENIE_RESULT " + json.dumps({
-        "run_id": result["run_id"],
-        "checkpoint": result["checkpoint"].path,
-        "worker_nodes": sorted(a.node_id for a in workers),
-    }))
-    """
-)
 
 
 def test_two_worker_training_spreads_over_both_nodes_with_shared_storage(two_nodes, tmp_path):
     clips = write_clips(tmp_path / "clips", count=4)
     storage = tmp_path / "runs"
-    _, logs = submit(
-        two_nodes, "python", "-c", TRAIN_JOB,
-        "stage=tokenizer", "name=tok-2nodes", f"data={clips}", f"storage_path={storage}",
+    # PACK (the default) would put both workers on one of these nodes: each can hold both.
+    submission, _ = submit(
+        two_nodes, "python", "-m", "jobs.train", "--stage", "tokenizer", "placement=SPREAD",
+        "name=tok-2nodes", f"data={clips}", f"storage_path={storage}",
         f"mlflow_uri={two_nodes.mlflow_url}", "num_workers=2", "steps=5", "window=4",
         "batch_size=2", "log_every=5", "eval_every=5", "checkpoint_every=5",
     )  # fmt: skip
-    line = next(x for x in logs.splitlines() if x.startswith("GENIE_RESULT "))
-    result = json.loads(line.removeprefix("GENIE_RESULT "))
-    assert len(result["worker_nodes"]) == 2
-    assert set(result["worker_nodes"]) == alive_node_ids(two_nodes), result
+    workers = job_nodes(two_nodes, submission, "actors", "RayTrainWorker")
+    assert workers == alive_node_ids(two_nodes), f"training workers ran on {workers}"
     # One run folder in the shared storage path, its checkpoint written there.
-    assert Path(result["checkpoint"]).is_relative_to(storage / "tok-2nodes")
+    run_id = json.loads((storage / "tok-2nodes" / "result.json").read_text())["run_id"]
     assert any((storage / "tok-2nodes").glob("checkpoint_*"))
-    history = mlflow.MlflowClient(two_nodes.mlflow_url).get_metric_history(result["run_id"], "loss")
+    history = mlflow.MlflowClient(two_nodes.mlflow_url).get_metric_history(run_id, "loss")
     assert [m.step for m in history] == [5]
