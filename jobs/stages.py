@@ -1,7 +1,7 @@
 """What differs between the three training stages: model, data, loss, held-out evaluation.
 
-The shared loop (jobs/train_loop.py) calls these; every call goes through the (DDP-wrapped)
-model's forward so gradients are synchronised across workers.
+The shared loop (jobs/train_loop.py) calls these; every model call goes through `forward`, which
+synchronises gradients across workers under DDP and gathers the parameter shards under FSDP.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class TokenizerStage(FrameStage):
     def evaluate(self, model, heldout, config):
         model.eval()
         frames = heldout["frames"]
-        reconstruction = model.decode(model.encode(frames))
+        reconstruction = model(frames).reconstruction.clamp(0, 1)  # forward only: see unwrap
         grid = frame_grid(frames[:, :4], reconstruction[:, :4])
         return {"heldout_psnr": psnr(reconstruction, frames)}, {"reconstruction": grid}
 

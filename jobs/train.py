@@ -78,11 +78,6 @@ def run(config: TrainConfig) -> dict:
     from models.checkpoint import build_model, save_trained
 
     stage = STAGES[config.stage]
-    if config.strategy == "fsdp":
-        raise ConfigError(
-            "config field 'strategy': fsdp (FSDP2 sharding) is not wired into the training loop "
-            "yet; use ddp (models up to the coinrun preset fit; the paper-size dynamics does not)"
-        )
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
     run_key = f"{config.storage_path.rstrip('/')}/{config.name}"

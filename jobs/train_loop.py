@@ -17,18 +17,20 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from jobs.lr import warmup_cosine
+from jobs.parallelize import (
+    full_value,
+    load_training_state,
+    parallelize,
+    training_state,
+    unwrap,
+)
 from jobs.stages import STAGES, Stage
 from jobs.tracking import Tracker
 from jobs.train_config import TrainConfig
 
 STATE_FILE = "state.pt"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def save_checkpoint(state: dict[str, Any]) -> ray.train.Checkpoint:
@@ -67,7 +69,8 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
 
     torch.manual_seed(config.seed)
-    model = stage.build_model(config).to(device)
+    # Sharded (FSDP) or replicated (DDP) before the optimizer exists: it holds the shards.
+    model = parallelize(stage.build_model(config).to(device), config.strategy, device)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.optim.lr,
@@ -83,15 +86,12 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     step, batches_seen = 0, 0
     state = load_checkpoint(ray.train.get_checkpoint())
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_training_state(model, optimizer, state)
         scheduler.load_state_dict(state["scheduler"])
         step, batches_seen = state["step"], state["batches_seen"]
         run_id = state["mlflow_run_id"] or run_id
         torch.set_rng_state(state["rng"][rank % len(state["rng"])])
         say(f"[rank {rank}] resumed from step {step}")
-    if world > 1:
-        model = ray.train.torch.prepare_model(model)
     if config.compile:
         model = torch.compile(model)
 
@@ -106,8 +106,15 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     # A restarted run replays the steps between its checkpoint (or step 0) and the crash; the
     # killed attempt logged those already, so they are not logged twice (same data, same RNG:
     # the replay computes the same values).
-    logged_through = tracker.last_logged_step("loss") if tracker else 0
+    logged_through = tracker.last_logged_step("loss") if tracker else -1
     heldout = stage.heldout_batch(config, device)
+    if state is None:
+        # Step 0 of every held-out curve: the untrained model, what training is measured against.
+        baseline, _ = stage.evaluate(unwrap(model), heldout, config)  # every rank: see unwrap
+        if tracker is not None and tracker.last_logged_step(next(iter(baseline))) < 0:
+            tracker.log_metrics(baseline, step=0)
+            say(f"[{stage.name}] step 0/{config.steps} " + " ".join(
+                f"{k}={v:.4g}" for k, v in baseline.items()))  # fmt: skip
 
     shard = ray.train.get_dataset_shard("train")
     batches = shard.iter_torch_batches(
@@ -139,7 +146,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
             elapsed = time.perf_counter() - window_start
             metrics = {
                 "loss": loss.item(), **terms,
-                "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                "lr": scheduler.get_last_lr()[0], "grad_norm": full_value(grad_norm),
                 "samples_per_s": samples * world / elapsed,
                 "tokens_per_s": samples * world * stage.tokens_per_sample(config) / elapsed,
             }  # fmt: skip
@@ -152,8 +159,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
             if step % config.checkpoint_every == 0 or last:
                 run = tracker.run_id if tracker else None
                 state = {
-                    "model": unwrap(model).state_dict(),
-                    "optimizer": optimizer.state_dict(),
+                    **training_state(model, optimizer),  # a collective: every rank
                     "scheduler": scheduler.state_dict(),
                     "step": step,
                     "batches_seen": batches_seen,

@@ -14,8 +14,9 @@ batch, so the codebook does not collapse onto a few codes.
 The codebook and its statistics are buffers. Under data parallel training the batch's counts
 and sums are all-reduced, so the moving average sees every rank's batch: fed by rank 0's batch
 alone, the 2-worker demo tokenizer reached 18.3 dB held-out where one worker with the same
-global batch reached 26.0. DDP also broadcasts buffers from rank 0 at every forward, so the
-dead-code resets (drawn from each rank's own batch) never leave the replicas apart.
+global batch reached 26.0. A dead code is reset to a latent of rank 0's batch, broadcast to
+the others, so the replicas' codebooks stay equal under FSDP too (which, unlike DDP, does not
+broadcast buffers at every forward).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class VectorQuantizer(nn.Module):
     ) -> None:
         flat = latents.detach().reshape(-1, latents.shape[-1]).float()
         sums = torch.zeros_like(self.code_sums).index_add_(0, codes.flatten(), flat)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if _distributed():
             stats = torch.cat([counts[:, None], sums], dim=1)
             dist.all_reduce(stats)
             counts, sums = stats[:, 0], stats[:, 1:]
@@ -114,7 +115,14 @@ class VectorQuantizer(nn.Module):
         if dead.numel() == 0:
             return
         picks = torch.randint(0, flat.shape[0], (dead.numel(),), device=flat.device)
-        self.codebook[dead] = flat[picks]
-        self.code_sums[dead] = flat[picks]
+        replacements = flat[picks]
+        if _distributed():  # every rank found the same dead codes (the counts are all-reduced)
+            dist.broadcast(replacements, src=0)
+        self.codebook[dead] = replacements
+        self.code_sums[dead] = replacements
         self.code_counts[dead] = 1.0
         self.steps_unused[dead] = 0
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
