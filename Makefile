@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 I3D   := $(or $(GENIE_I3D_WEIGHTS),.genie/cache/i3d_kinetics400.pt)
 # The browser test of `genie play` drives Debian's headless Chromium (Playwright never downloads one).
 CHROMIUM := /usr/bin/chromium
+# The team-MLflow test (tests/test_team_mlflow.py) runs Debian's PostgreSQL server.
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 PYTHON ?= python3
 
-.PHONY: install demo test test-cluster test-fast lint format bench up down status lock clean
+.PHONY: install postgresql demo test test-cluster test-fast lint format bench up down status lock clean
 
 install: $(STAMP) $(I3D) $(CHROMIUM)
 
@@ -32,14 +34,23 @@ $(CHROMIUM):
 		echo "note: no $(CHROMIUM); install Debian's chromium to run the browser test of genie play"; \
 	fi
 
+postgresql:
+	@if [ -n "$(POSTGRES)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; \
+	else \
+		echo "note: no PostgreSQL server; install Debian's postgresql to run the team-MLflow test"; \
+	fi
+
 demo: install
 	$(PY) -m jobs.demo
 
 test: install lint
 	$(VENV)/bin/pytest
 
-# Two Ray nodes on this machine and MLflow on a real PostgreSQL (issue 8); minutes each.
-test-cluster: install
+# Two Ray nodes on this machine and MLflow on a real PostgreSQL; a few minutes. CI runs it
+# after `make test`.
+test-cluster: install postgresql
 	$(VENV)/bin/pytest -m cluster
 
 test-fast: install

@@ -2,8 +2,13 @@
 
 The plain loop is the ceiling: windows already decoded in memory, no Ray, no reporting. The
 Ray Train run is the real `genie train` job (Ray Data decode, DDP wrapper, MLflow, checkpoints)
-with one worker; its samples/s comes from the last log window, after warm-up. Both use one
-thread per process, as a CPU worker on a shared node would.
+with one worker; its samples/s comes from the last log window, after warm-up. On the CPU both
+use one thread per process, as a CPU worker on a shared node would.
+
+On a GPU (`--device cuda`, the default when one is present; bf16 autocast) it also prints
+tokens/s and model FLOPs utilization: the FLOPs of one training step are counted by
+`torch.utils.flop_counter` (forward and backward, as the model really runs) and divided by the
+step time and the GPU's dense bf16 peak (`--peak-tflops`, known for H100/H200/A100).
 """
 
 from __future__ import annotations
@@ -38,45 +43,87 @@ def synthetic_clips(folder: Path, count: int, frames: int) -> Path:
     return folder
 
 
-def plain_loop_samples_per_s(config: TrainConfig, warmup: int) -> float:
+# Dense bf16 peak TFLOP/s by GPU name (vendor data sheets, SXM parts).
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def plain_loop(config: TrainConfig, warmup: int, device: torch.device) -> tuple[float, float]:
     """The same stage loss and optimizer over in-memory batches of the same kind of windows
-    (cut by the same ClipWindows step, here without Ray)."""
+    (cut by the same ClipWindows step, here without Ray): (samples/s, FLOPs a step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from jobs.stages import STAGES, frames_to_model
+    from jobs.train_loop import autocast
     from pipelines.training_data import ClipWindows
 
     stage = STAGES[config.stage]
     table = pq.read_table(config.data, columns=["clip_id", "video"]).to_pydict()
-    cut = ClipWindows(config.window, config.windows_per_clip, config.seed, epoch=0)
+    cut = ClipWindows(config.window, config.windows_per_clip, config.seed, passes=1)
     frames = torch.from_numpy(
         cut({k: np.array(v, dtype=object) for k, v in table.items()})["frames"]
     )
     torch.manual_seed(config.seed)
-    model = stage.build_model(config)
+    model = stage.build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr)
     batches = frames.split(config.batch_size)
-    started, timed = None, 0
-    for step in range(config.steps):
-        if step == warmup:
-            started = time.perf_counter()
-        batch = {"frames": frames_to_model(batches[step % len(batches)], torch.device("cpu"))}
-        loss, _ = stage.loss(model, batch, step)
+
+    def train_step(step: int) -> None:
+        batch = {"frames": frames_to_model(batches[step % len(batches)], device)}
+        with autocast(config, device):
+            loss, _ = stage.loss(model, batch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(0)
+    started, timed = None, 0
+    for step in range(1, config.steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+        train_step(step)
         timed += step >= warmup
-    return timed * config.batch_size / (time.perf_counter() - started)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return timed * config.batch_size / (time.perf_counter() - started), counter.get_total_flops()
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench train", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.bench train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam"])
+    parser.add_argument("--preset", default="tiny", choices=["tiny", "coinrun", "paper"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--window", type=int, default=4)
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cuda (bf16 autocast; default when a GPU is present) or cpu (fp32, 1 thread)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None,
+        help="the device's dense bf16 peak for MFU (default: known for H100, H200, A100)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)
 
+    from jobs.stages import STAGES
     from jobs.train import run as train_run
 
     with tempfile.TemporaryDirectory() as directory:
@@ -88,18 +135,32 @@ def run(argv: list[str] | None = None) -> int:
             f"steps={args.steps}", f"batch_size={args.batch_size}", f"window={args.window}",
             f"log_every={half}", f"eval_every={half}", f"checkpoint_every={args.steps}",
             f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", "num_workers=1",
+            f"model={args.preset}", f"use_gpu={device.type == 'cuda'}",
+            f"precision={'bf16' if device.type == 'cuda' else 'fp32'}",
         ])  # fmt: skip
         start = time.perf_counter()
         result = train_run(config)
         ray_wall = time.perf_counter() - start
         ray_rate = result["metrics"]["samples_per_s"]
-        plain_rate = plain_loop_samples_per_s(config, warmup=half)
+        plain_rate, step_flops = plain_loop(config, warmup=half, device=device)
 
-    print(f"\ntrain benchmark: stage={args.stage} preset=tiny batch={args.batch_size} "
-          f"window={args.window} steps={args.steps} (second half timed), CPU, 1 thread")  # fmt: skip
-    print(f"  plain PyTorch loop: {plain_rate:8.2f} samples/s")
-    print(
-        f"  Ray Train loop:     {ray_rate:8.2f} samples/s   (job wall {ray_wall:.0f} s incl. start-up)"
+    on = (
+        f"GPU {torch.cuda.get_device_name(device)}, bf16"
+        if device.type == "cuda"
+        else "CPU, 1 thread"
     )
+    print(f"\ntrain benchmark: stage={args.stage} preset={args.preset} batch={args.batch_size} "
+          f"window={args.window} steps={args.steps} (second half timed), {on}")  # fmt: skip
+    tokens = STAGES[args.stage].tokens_per_sample(config)
+    peak = args.peak_tflops or peak_tflops(device)
+    for name, rate in (("plain PyTorch loop", plain_rate), ("Ray Train loop", ray_rate)):
+        line = f"  {name:19s} {rate:8.2f} samples/s  {rate * tokens:10.0f} tokens/s"
+        achieved = rate / config.batch_size * step_flops / 1e12  # TFLOP/s
+        line += f"  {achieved:.3g} TFLOP/s"
+        if peak:
+            line += f"  MFU {achieved / peak:.1%} of {peak:.0f}"
+        print(line)
+    print(f"  (Ray Train job wall {ray_wall:.0f} s incl. start-up; "
+          f"{step_flops / config.batch_size / 1e9:.1f} GFLOP a sample, counted)")  # fmt: skip
     print(f"  ratio Ray Train / plain: {ray_rate / plain_rate:.2f}")
     return 0
