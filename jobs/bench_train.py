@@ -43,6 +43,31 @@ def synthetic_clips(folder: Path, count: int, frames: int) -> Path:
     return folder
 
 
+def synthetic_tokens(folder: Path, count: int, frames: int, preset: str) -> Path:
+    """Token shards (what `genie tokenize` writes) of random codes and actions: the dynamics
+    model's cost does not depend on which tokens it sees."""
+    from models.configs import get_preset
+    from pipelines.tokenize import TOKEN_SCHEMA
+
+    dyn = get_preset(preset).dynamics
+    rng = np.random.default_rng(0)
+    shape = (frames, dyn.grid_height, dyn.grid_width)
+    rows = [
+        {
+            "clip_id": f"bench{i:03d}",
+            "shape": list(shape),
+            "tokens": rng.integers(0, dyn.num_codes, shape, dtype=np.int16).ravel(),
+            "actions": rng.integers(0, dyn.num_actions, frames - 1, dtype=np.int8),
+            "tokenizer_run_id": "",
+            "lam_run_id": "",
+        }
+        for i in range(count)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=TOKEN_SCHEMA), folder / "part-00000.parquet")
+    return folder
+
+
 # Dense bf16 peak TFLOP/s by GPU name (vendor data sheets, SXM parts).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
 
@@ -56,26 +81,28 @@ def peak_tflops(device: torch.device) -> float | None:
 
 def plain_loop(config: TrainConfig, warmup: int, device: torch.device) -> tuple[float, float]:
     """The same stage loss and optimizer over in-memory batches of the same kind of windows
-    (cut by the same ClipWindows step, here without Ray): (samples/s, FLOPs a step)."""
+    (cut by the same ClipWindows or TokenWindows step, here without Ray):
+    (samples/s, FLOPs a step)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from jobs.stages import STAGES, frames_to_model
+    from jobs.stages import STAGES
     from jobs.train_loop import autocast
-    from pipelines.training_data import ClipWindows
+    from pipelines.training_data import ClipWindows, TokenWindows
 
     stage = STAGES[config.stage]
-    table = pq.read_table(config.data, columns=["clip_id", "video"]).to_pydict()
-    cut = ClipWindows(config.window, config.windows_per_clip, config.seed, passes=1)
-    frames = torch.from_numpy(
-        cut({k: np.array(v, dtype=object) for k, v in table.items()})["frames"]
+    table = pq.read_table(config.data).to_pydict()
+    cut = (TokenWindows if config.stage == "dynamics" else ClipWindows)(
+        config.window, config.windows_per_clip, config.seed, passes=1
     )
+    windows = cut({k: np.array(v, dtype=object) for k, v in table.items()})
+    splits = [torch.from_numpy(v).split(config.batch_size) for v in windows.values()]
+    batches = list(zip(*splits, strict=True))
     torch.manual_seed(config.seed)
     model = stage.build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr)
-    batches = frames.split(config.batch_size)
 
     def train_step(step: int) -> None:
-        batch = {"frames": frames_to_model(batches[step % len(batches)], device)}
+        batch = stage.inputs(dict(zip(windows, batches[step % len(batches)], strict=True)), device)
         with autocast(config, device):
             loss, _ = stage.loss(model, batch, step)
         optimizer.zero_grad(set_to_none=True)
@@ -105,7 +132,7 @@ def run(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam"])
+    parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam", "dynamics"])
     parser.add_argument("--preset", default="tiny", choices=["tiny", "coinrun", "paper"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=2)
@@ -128,7 +155,11 @@ def run(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        data = synthetic_clips(root / "clips", count=8, frames=32)
+        data = (
+            synthetic_tokens(root / "tokens", count=8, frames=32, preset=args.preset)
+            if args.stage == "dynamics"
+            else synthetic_clips(root / "clips", count=8, frames=32)
+        )
         half = args.steps // 2
         config = load_config(TrainConfig, None, [
             f"stage={args.stage}", "name=bench", f"data={data}", f"storage_path={root / 'runs'}",
