@@ -77,7 +77,6 @@ def test_fsdp_steps_equal_one_process_and_resume_from_a_gathered_checkpoint(tmp_
     mp.spawn(sharded_worker, args=(world, free_ports(1)[0], out), nprocs=world)
     sharded = torch.load(out, weights_only=True)
 
-    torch.set_num_threads(1)
     model = fresh()
     reference = torch.stack(
         train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches(world))
