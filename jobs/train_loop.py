@@ -11,6 +11,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,17 @@ from jobs.train_config import TrainConfig
 STATE_FILE = "state.pt"
 
 
-def save_checkpoint(state: dict[str, Any]) -> ray.train.Checkpoint:
-    directory = tempfile.mkdtemp(prefix="genie-ckpt-")
-    torch.save(state, os.path.join(directory, STATE_FILE))
-    return ray.train.Checkpoint.from_directory(directory)
+@contextmanager
+def checkpoint_of(state: dict[str, Any] | None) -> Iterator[ray.train.Checkpoint | None]:
+    """`state` as a Ray checkpoint in a scratch folder, removed once `ray.train.report` has
+    copied it to storage (synchronous upload): without that, every checkpoint of every run
+    stayed in /tmp, a model's full size each time."""
+    if state is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="genie-ckpt-") as directory:
+        torch.save(state, os.path.join(directory, STATE_FILE))
+        yield ray.train.Checkpoint.from_directory(directory)
 
 
 def load_checkpoint(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
@@ -155,10 +164,10 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
                 metrics.update(eval_metrics)
                 if tracker is not None and step > logged_through:
                     stage.log_images(tracker, images, step)
-            checkpoint = None
+            to_save = None
             if step % config.checkpoint_every == 0 or last:
                 run = tracker.run_id if tracker else None
-                state = {
+                to_save = {
                     **training_state(model, optimizer),  # a collective: every rank
                     "scheduler": scheduler.state_dict(),
                     "step": step,
@@ -167,12 +176,12 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
                     "mlflow_run_id": run,
                     "config": values,
                 }
-                checkpoint = save_checkpoint(state) if rank == 0 else None
             if tracker is not None and step > logged_through:
                 tracker.log_metrics(metrics, step=step)
                 say(f"[{stage.name}] step {step}/{config.steps} " + " ".join(
                     f"{k}={v:.4g}" for k, v in metrics.items()))  # fmt: skip
-            ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
+            with checkpoint_of(to_save if rank == 0 else None) as checkpoint:
+                ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
             window_start, samples = time.perf_counter(), 0
     if step < config.steps:
         raise RuntimeError(

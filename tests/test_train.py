@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,10 +50,13 @@ def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
     from jobs.tokenize import main as tokenize
 
     client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    scratch_before = set(Path(tempfile.gettempdir()).glob("genie-ckpt-*"))
     tokenizer = run(config_for("tokenizer", "tok-ddp", clips, tmp_path, mlflow_uri,
                                "num_workers=2", "steps=10", "eval_every=10", "checkpoint_every=10"))  # fmt: skip
     assert logged_steps(mlflow_uri, tokenizer["run_id"], "loss") == [5, 10]
     assert logged_steps(mlflow_uri, tokenizer["run_id"], "heldout_psnr") == [0, 10]
+    # Checkpoints persist under storage_path; their scratch copies do not pile up in /tmp.
+    assert set(Path(tempfile.gettempdir()).glob("genie-ckpt-*")) == scratch_before
     finished = client.get_run(tokenizer["run_id"])
     assert finished.info.status == "FINISHED"
     assert finished.data.params["num_workers"] == "2"
