@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -68,7 +69,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def heldout_windows(clips: str, samples: int, frames: int) -> list[dict]:
-    """Distinct windows of held-out clips: frames (T, H, W, 3) uint8 with where they came from."""
+    """`samples` windows of held-out clips, spread evenly over as many of those clips as there
+    are (a metric of the first clip alone says little): frames (T, H, W, 3) uint8 with where
+    they came from."""
     import pyarrow.dataset as pads
 
     from pipelines.training_data import heldout_predicate
@@ -76,18 +79,22 @@ def heldout_windows(clips: str, samples: int, frames: int) -> list[dict]:
 
     is_heldout = heldout_predicate(clips)
     dataset = pads.dataset(clips, format="parquet")
+    kept = pads.field("keep") if "keep" in dataset.schema.names else None
+    ids = dataset.to_table(columns=["clip_id"], filter=kept).column("clip_id").to_pylist()
+    per_clip = math.ceil(samples / max(1, sum(is_heldout(str(i)) for i in ids)))
     columns = [
-        c
-        for c in ("clip_id", "video", "source_uri", "start_s", "keep")
-        if c in dataset.schema.names
+        c for c in ("clip_id", "video", "source_uri", "start_s") if c in dataset.schema.names
     ]
     windows: list[dict] = []
-    for batch in dataset.to_batches(columns=columns, batch_size=8):
+    for batch in dataset.to_batches(columns=columns, filter=kept, batch_size=8):
         for row in batch.to_pylist():
-            if not (row.get("keep", True) and is_heldout(str(row["clip_id"]))):
+            if not is_heldout(str(row["clip_id"])):
                 continue
             video = read_frames(row["video"])
-            for offset in range(0, len(video) - frames + 1, frames):
+            if len(video) < frames:
+                continue
+            offsets = np.linspace(0, len(video) - frames, per_clip).round().astype(int)
+            for offset in dict.fromkeys(offsets.tolist()):  # distinct, in order
                 windows.append({**row, "frames": video[offset : offset + frames],
                                 "offset": offset})  # fmt: skip
                 if len(windows) == samples:

@@ -20,6 +20,11 @@ RUN_SPEED = 3.0  # pixels per frame at 30 FPS
 JUMP_SPEED = 7.5
 GRAVITY = 0.55
 PLAYER_W, PLAYER_H = 10, 14
+# Colour schemes levels draw from. A real game has a handful of worlds, not a new colour scheme
+# per level: with one per level, the demo's 10-video corpus held out clips of colours no model
+# had seen (a fifth of their tokens were codes under 0.1% of the training tokens), and the
+# dynamics model could only guess them.
+THEMES = 4
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,8 @@ class Level:
     ground: np.ndarray  # (columns,) ground height in tiles; 0 is a pit
     spikes: np.ndarray  # (columns,) bool: a spike sits on this column's ground
     coins: np.ndarray  # (columns,) coin height in tiles above ground, 0 = none
-    palette: int  # which colour scheme the renderer uses
+    palette: int  # which of the THEMES colour schemes the renderer uses
+    scenery: int  # seed of the background's shape (hills), apart from its colours
 
     @property
     def width_px(self) -> int:
@@ -61,7 +67,8 @@ def make_level(seed: int, columns: int = 2000) -> Level:
         if rng.random() < 0.5:
             coins[col:end:2] = np.where(ground[col:end:2] > 0, int(rng.integers(2, 5)), 0)
         col = end
-    return Level(ground=ground, spikes=spikes, coins=coins, palette=int(rng.integers(0, 1 << 30)))
+    return Level(ground=ground, spikes=spikes, coins=coins,
+                 palette=int(rng.integers(0, THEMES)), scenery=int(rng.integers(0, 1 << 30)))  # fmt: skip
 
 
 @dataclass

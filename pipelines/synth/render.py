@@ -1,5 +1,6 @@
 """Draws a GameState as an RGB frame with NumPy: sky, parallax hills, terrain, spikes, coins,
-the player and a coin counter. Colours come from the level's palette, so levels look different.
+the player and a coin counter. Colours come from the level's theme (one of a few), hill shapes
+from its own seed.
 
 A frame is first drawn as a map of palette indices (int16), then looked up in a palette of
 packed RGBA words in one gather: about 5x faster than assigning colours through boolean masks,
@@ -39,7 +40,7 @@ class Renderer:
         self.palette = rgba.view(np.uint32)[:, 0]
         # Hills scroll at half speed: one height per pixel column of the half-width world.
         xs = np.arange(level.width_px // 2 + width)
-        phase = rng.uniform(0, 2 * np.pi, 2)
+        phase = np.random.default_rng(level.scenery).uniform(0, 2 * np.pi, 2)
         self.hills = (
             height * 0.45 + 18 * np.sin(xs / 37.0 + phase[0]) + 9 * np.sin(xs / 13.0 + phase[1])
         ).astype(np.int16)
