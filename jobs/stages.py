@@ -20,7 +20,7 @@ from jobs.tracking import Tracker
 from jobs.train_config import TrainConfig
 from models.checkpoint import build_model
 from models.configs import get_preset
-from models.dynamics import actions_per_frame
+from models.dynamics import actions_per_frame, previous_frames, training_mask
 from pipelines import training_data
 from pipelines.images import frame_grid, save_png
 
@@ -164,15 +164,15 @@ class DynamicsStage(Stage):
         }
 
     def masked_loss(self, model, inputs, generator: torch.Generator | None = None):
-        """MaskGIT objective: mask frames 1..T-1 at a rate from U[min, max]; CE on the masked tokens."""
+        """The MaskGIT objective (as DynamicsModel.masked_token_loss), through the DDP/FSDP
+        wrapper's forward, with the masked tokens' argmax accuracy."""
         cfg = get_preset_dynamics(model)
         tokens, actions = inputs["tokens"], inputs["actions"]
-        rate = torch.empty(tokens.shape[0], 1, 1, 1, device=tokens.device)
-        rate.uniform_(cfg.mask_rate_min, cfg.mask_rate_max, generator=generator)
-        mask = torch.rand(tokens.shape, device=tokens.device, generator=generator) < rate
-        mask[:, 0] = False  # the first frame is always given: the prompt at play time
+        mask = training_mask(tokens, cfg, generator)
         logits = model(
-            tokens.masked_fill(mask, cfg.mask_token), actions_per_frame(actions, cfg.num_actions)
+            tokens.masked_fill(mask, cfg.mask_token),
+            actions_per_frame(actions, cfg.num_actions),
+            previous_frames(tokens, cfg.mask_token),
         )
         loss = F.cross_entropy(logits[mask].float(), tokens[mask])
         accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()

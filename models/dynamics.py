@@ -6,6 +6,16 @@ transition t -> t+1 and conditions frame t+1. Internally each frame gets the emb
 action that led into it, and frame 0 gets a learned "no action" embedding (index num_actions):
 see `actions_per_frame`.
 
+Each frame's token embeddings also get the embedding of the token at the same position in the
+frame before (`previous_frames`; the mask token where there is none), from the unmasked frame,
+as the history always is at play time. Most of a game frame is the frame before, moved or not:
+with the previous token in its own input, a masked token starts from "as before" and the model
+learns what changes, instead of first learning to fetch every code through temporal attention.
+Measured on the demo's token shards (`tiny`, 240 steps): next-frame argmax accuracy 0.72 ->
+0.84, codes under 0.1% of the training tokens 0.18 -> 0.52, and 4 frames into a free rollout
+0.76 of tokens right with the LAM's actions against 0.66 with random ones (0.66 and 0.64
+without). The mask rates and everything else are the paper's.
+
 Training (`masked_token_loss`): frame 0 is always kept unmasked as context, as the prompt frame
 is at play time; each clip draws a rate r ~ U[mask_rate_min, mask_rate_max] (paper: U[0.5, 1])
 and masks every token of frames 1..T-1 with probability r. Cross-entropy on masked tokens only.
@@ -27,6 +37,11 @@ def actions_per_frame(actions: torch.Tensor, num_actions: int) -> torch.Tensor:
     return torch.cat([no_action, actions], dim=1)
 
 
+def previous_frames(tokens: torch.Tensor, mask_token: int) -> torch.Tensor:
+    """For frames (B, T, grid_h, grid_w): the frame before each; mask tokens before the first."""
+    return torch.cat([torch.full_like(tokens[:, :1], mask_token), tokens[:, :-1]], dim=1)
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, config: DynamicsConfig) -> None:
         super().__init__()
@@ -37,7 +52,11 @@ class DynamicsModel(nn.Module):
         self.transformer = STTransformer(
             config.dim, config.num_layers, config.num_heads, tokens, config.ffn_mult
         )
-        self.head = nn.Linear(config.dim, config.num_codes)
+        # Output logits share the token embedding (as MaskGIT's MLM head does): a model that
+        # learned to carry a token's embedding forward can name it for every code, rare ones
+        # included. With a separate head the demo model copied codes under 0.1% of the training
+        # tokens right 4% of the time (18% tied; next-frame accuracy 0.67 -> 0.72 at 240 steps).
+        self.head_bias = nn.Parameter(torch.zeros(config.num_codes))
 
     def new_cache(self) -> TemporalKVCache:
         return TemporalKVCache(self.config.num_layers)
@@ -46,12 +65,14 @@ class DynamicsModel(nn.Module):
         self,
         tokens: torch.Tensor,
         frame_actions: torch.Tensor,
+        previous: torch.Tensor,
         cache: TemporalKVCache | None = None,
         commit: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, grid_h, grid_w, num_codes) for token grids (B, T, grid_h, grid_w).
 
-        `frame_actions` (B, T) holds, per frame, the action that led into it (`actions_per_frame`).
+        `frame_actions` (B, T) holds, per frame, the action that led into it (`actions_per_frame`);
+        `previous` (B, T, grid_h, grid_w) the unmasked frame before each (`previous_frames`).
         With `cache`, the frames follow the cached ones (see STTransformer.forward).
         """
         b, t, gh, gw = tokens.shape
@@ -61,24 +82,40 @@ class DynamicsModel(nn.Module):
             )
         if frame_actions.shape != (b, t):
             raise ValueError(f"frame_actions must be {(b, t)}, got {tuple(frame_actions.shape)}")
-        x = self.token_embed(tokens.flatten(2)) + self.action_embed(frame_actions)[:, :, None, :]
-        logits = self.head(self.transformer(x, cache=cache, commit=commit))
+        if previous.shape != tokens.shape:
+            raise ValueError(f"previous must be {tuple(tokens.shape)}, got {tuple(previous.shape)}")
+        x = self.token_embed(tokens.flatten(2)) + self.token_embed(previous.flatten(2))
+        x = x + self.action_embed(frame_actions)[:, :, None, :]
+        hidden = self.transformer(x, cache=cache, commit=commit)
+        logits = F.linear(hidden, self.token_embed.weight[: self.config.num_codes], self.head_bias)
         return logits.view(b, t, gh, gw, -1)
 
     def masked_token_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Cross-entropy on randomly masked tokens of frames 1..T-1; `actions` is (B, T-1)."""
-        cfg = self.config
         b, t = tokens.shape[:2]
         if actions.shape != (b, t - 1):
             raise ValueError(f"actions must be (B, T-1) = {(b, t - 1)}, got {tuple(actions.shape)}")
-        low, high = cfg.mask_rate_min, cfg.mask_rate_max
-        rate = low + (high - low) * torch.rand(
-            b, 1, 1, 1, generator=generator, device=tokens.device
-        )
-        mask = torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate
-        mask[:, 0] = False
+        cfg = self.config
+        mask = training_mask(tokens, cfg, generator)
         inputs = tokens.masked_fill(mask, cfg.mask_token)
-        logits = self(inputs, actions_per_frame(actions, cfg.num_actions))
+        logits = self(
+            inputs,
+            actions_per_frame(actions, cfg.num_actions),
+            previous_frames(tokens, cfg.mask_token),
+        )
         return F.cross_entropy(logits[mask].float(), tokens[mask])
+
+
+def training_mask(
+    tokens: torch.Tensor, config: DynamicsConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Which tokens (B, T, grid_h, grid_w) to mask: each clip draws r ~ U[mask_rate_min,
+    mask_rate_max] and masks tokens of frames 1..T-1 with probability r; frame 0 stays, as the
+    prompt frame does at play time."""
+    rate = torch.empty(tokens.shape[0], 1, 1, 1, device=tokens.device)
+    rate.uniform_(config.mask_rate_min, config.mask_rate_max, generator=generator)
+    mask = torch.rand(tokens.shape, device=tokens.device, generator=generator) < rate
+    mask[:, 0] = False
+    return mask

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from models.dynamics import DynamicsModel, actions_per_frame
+from models.dynamics import DynamicsModel, actions_per_frame, previous_frames
 from models.st_transformer import TemporalKVCache
 
 
@@ -97,6 +97,7 @@ class Session:
                 dynamics(
                     self._window(self.tokens),
                     self._window(self.frame_actions),
+                    self._window(previous_frames(self.tokens, cfg.mask_token)),
                     self.cache,
                     commit=True,
                 )
@@ -113,21 +114,24 @@ class Session:
         if action.min() < 0 or action.max() >= cfg.num_actions:
             raise ValueError(f"action must be in [0, {cfg.num_actions}), got {action.tolist()}")
         grid = (cfg.grid_height, cfg.grid_width)
-        new_action = action[:, None]
+        new_action, last_frame = action[:, None], self.tokens[:, -1:]
 
         if self.cache is not None:
             self.cache.keep_last(self.context_frames - 1)
 
             def logits_for(frame: torch.Tensor) -> torch.Tensor:
-                logits = self.dynamics(frame.view(batch, 1, *grid), new_action, self.cache)
+                grids = frame.view(batch, 1, *grid)
+                logits = self.dynamics(grids, new_action, last_frame, self.cache)
                 return logits.view(batch, frame.shape[1], -1)
         else:
             history, history_actions = self._window(self.tokens), self._window(self.frame_actions)
             frame_actions = torch.cat([history_actions, new_action], dim=1)
+            previous = self._window(previous_frames(self.tokens, cfg.mask_token))
+            previous = torch.cat([previous, last_frame], dim=1)
 
             def logits_for(frame: torch.Tensor) -> torch.Tensor:
                 window = torch.cat([history, frame.view(batch, 1, *grid)], dim=1)
-                logits = self.dynamics(window, frame_actions)[:, -1]
+                logits = self.dynamics(window, frame_actions, previous)[:, -1]
                 return logits.reshape(batch, frame.shape[1], -1)
 
         frame = maskgit_fill(
@@ -141,7 +145,7 @@ class Session:
             device,
         ).view(batch, 1, *grid)
         if self.cache is not None:
-            self.dynamics(frame, new_action, self.cache, commit=True)
+            self.dynamics(frame, new_action, last_frame, self.cache, commit=True)
         self.tokens = torch.cat([self.tokens, frame], dim=1)
         self.frame_actions = torch.cat([self.frame_actions, new_action], dim=1)
         return frame[:, 0]

@@ -5,7 +5,7 @@ import dataclasses
 import torch
 
 from models.configs import get_preset
-from models.dynamics import DynamicsModel, actions_per_frame
+from models.dynamics import DynamicsModel, actions_per_frame, previous_frames
 from models.lam import LatentActionModel
 from models.tokenizer import VideoTokenizer
 
@@ -99,10 +99,11 @@ def test_dynamics_action_t_conditions_frame_t_plus_1_and_nothing_earlier():
     model = dynamics()
     tokens = torch.randint(0, 256, (2, 5, 3, 4), generator=torch.Generator().manual_seed(0))
     actions = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
-    logits = model(tokens, actions_per_frame(actions, 8))
+    previous = previous_frames(tokens, 256)
+    logits = model(tokens, actions_per_frame(actions, 8), previous)
     changed = actions.clone()
     changed[:, 1] = (changed[:, 1] + 1) % 8  # transition 1 -> 2
-    logits_changed = model(tokens, actions_per_frame(changed, 8))
+    logits_changed = model(tokens, actions_per_frame(changed, 8), previous)
     torch.testing.assert_close(logits_changed[:, :2], logits[:, :2])  # frames 0, 1
     assert not torch.allclose(logits_changed[:, 2], logits[:, 2])  # frame 2
 
@@ -113,7 +114,10 @@ def test_dynamics_is_causal_in_time():
     per_frame = actions_per_frame(torch.zeros(2, 4, dtype=torch.long), 8)
     changed = tokens.clone()
     changed[:, 3:] = 256  # mask later frames
-    torch.testing.assert_close(model(changed, per_frame)[:, :3], model(tokens, per_frame)[:, :3])
+    torch.testing.assert_close(
+        model(changed, per_frame, previous_frames(changed, 256))[:, :3],
+        model(tokens, per_frame, previous_frames(tokens, 256))[:, :3],
+    )
 
 
 def test_dynamics_loss_never_masks_the_first_frame():
