@@ -74,14 +74,14 @@ def heldout_windows(clips: str, samples: int, frames: int) -> list[dict]:
     they came from."""
     import pyarrow.dataset as pads
 
-    from pipelines.training_data import heldout_predicate
+    from pipelines.training_data import heldout_predicate, kept_clip_ids
     from pipelines.video import read_frames
 
     is_heldout = heldout_predicate(clips)
+    heldout = sum(map(is_heldout, kept_clip_ids(clips)))
+    per_clip = math.ceil(samples / max(1, heldout))
     dataset = pads.dataset(clips, format="parquet")
     kept = pads.field("keep") if "keep" in dataset.schema.names else None
-    ids = dataset.to_table(columns=["clip_id"], filter=kept).column("clip_id").to_pylist()
-    per_clip = math.ceil(samples / max(1, sum(is_heldout(str(i)) for i in ids)))
     columns = [
         c for c in ("clip_id", "video", "source_uri", "start_s") if c in dataset.schema.names
     ]

@@ -30,7 +30,8 @@ def window_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
     return np.random.default_rng(clip_hash(f"{seed}:{epoch}:{clip_id}"))
 
 
-def _kept_ids(path: str) -> list[str]:
+def kept_clip_ids(path: str) -> list[str]:
+    """Ids of the clips curation kept (all of them where there is no `keep` column)."""
     dataset = pads.dataset(path, format="parquet")
     kept = pads.field("keep") if "keep" in dataset.schema.names else None
     table = dataset.to_table(columns=["clip_id"], filter=kept)
@@ -42,7 +43,7 @@ def heldout_ids(path: str) -> set[str] | None:
     count = pads.dataset(path, format="parquet").count_rows()
     if count > SMALL_DATASET:
         return None
-    ids = sorted(_kept_ids(path), key=clip_hash)
+    ids = sorted(kept_clip_ids(path), key=clip_hash)
     return set(ids[: max(1, len(ids) // HELDOUT_BUCKETS)])
 
 
@@ -57,7 +58,7 @@ def _passes(path: str, per_clip: int, samples_needed: int) -> int:
     """Passes over the training clips (kept, not held out) that give `samples_needed` windows,
     plus one: workers split the stream unevenly and each drops its last partial batch."""
     is_heldout = heldout_predicate(path)
-    clips = max(1, sum(not is_heldout(clip_id) for clip_id in _kept_ids(path)))
+    clips = max(1, sum(not is_heldout(clip_id) for clip_id in kept_clip_ids(path)))
     return math.ceil(samples_needed / (clips * per_clip)) + 1
 
 
