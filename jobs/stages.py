@@ -20,7 +20,7 @@ from jobs.tracking import Tracker
 from jobs.train_config import TrainConfig
 from models.checkpoint import build_model
 from models.configs import get_preset
-from models.dynamics import actions_per_frame, previous_frames, training_mask
+from models.dynamics import masked_prediction
 from pipelines import training_data
 from pipelines.images import frame_grid, save_png
 
@@ -164,15 +164,10 @@ class DynamicsStage(Stage):
         }
 
     def masked_loss(self, model, inputs, generator: torch.Generator | None = None):
-        """The MaskGIT objective (as DynamicsModel.masked_token_loss), through the DDP/FSDP
-        wrapper's forward, with the masked tokens' argmax accuracy."""
-        cfg = get_preset_dynamics(model)
-        tokens, actions = inputs["tokens"], inputs["actions"]
-        mask = training_mask(tokens, cfg, generator)
-        logits = model(
-            tokens.masked_fill(mask, cfg.mask_token),
-            actions_per_frame(actions, cfg.num_actions),
-            previous_frames(tokens, cfg.mask_token),
+        """The MaskGIT loss, with the masked tokens' argmax accuracy."""
+        tokens = inputs["tokens"]
+        logits, mask = masked_prediction(
+            model, tokens, inputs["actions"], get_preset_dynamics(model), generator
         )
         loss = F.cross_entropy(logits[mask].float(), tokens[mask])
         accuracy = (logits[mask].argmax(-1) == tokens[mask]).float().mean()

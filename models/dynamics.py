@@ -97,25 +97,30 @@ class DynamicsModel(nn.Module):
         b, t = tokens.shape[:2]
         if actions.shape != (b, t - 1):
             raise ValueError(f"actions must be (B, T-1) = {(b, t - 1)}, got {tuple(actions.shape)}")
-        cfg = self.config
-        mask = training_mask(tokens, cfg, generator)
-        inputs = tokens.masked_fill(mask, cfg.mask_token)
-        logits = self(
-            inputs,
-            actions_per_frame(actions, cfg.num_actions),
-            previous_frames(tokens, cfg.mask_token),
-        )
+        logits, mask = masked_prediction(self, tokens, actions, self.config, generator)
         return F.cross_entropy(logits[mask].float(), tokens[mask])
 
 
-def training_mask(
-    tokens: torch.Tensor, config: DynamicsConfig, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Which tokens (B, T, grid_h, grid_w) to mask: each clip draws r ~ U[mask_rate_min,
-    mask_rate_max] and masks tokens of frames 1..T-1 with probability r; frame 0 stays, as the
-    prompt frame does at play time."""
+def masked_prediction(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    actions: torch.Tensor,
+    config: DynamicsConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MaskGIT training step's logits and which tokens (B, T, grid_h, grid_w) were masked.
+
+    Each clip draws r ~ U[mask_rate_min, mask_rate_max] and masks tokens of frames 1..T-1 with
+    probability r; frame 0 stays, as the prompt frame does at play time. `model` is the
+    DynamicsModel or its DDP/FSDP wrapper, whose forward is the one that syncs gradients.
+    """
     rate = torch.empty(tokens.shape[0], 1, 1, 1, device=tokens.device)
     rate.uniform_(config.mask_rate_min, config.mask_rate_max, generator=generator)
     mask = torch.rand(tokens.shape, device=tokens.device, generator=generator) < rate
     mask[:, 0] = False
-    return mask
+    logits = model(
+        tokens.masked_fill(mask, config.mask_token),
+        actions_per_frame(actions, config.num_actions),
+        previous_frames(tokens, config.mask_token),
+    )
+    return logits, mask
