@@ -50,6 +50,25 @@ def rotary_tables(
     return angles.cos(), angles.sin()
 
 
+def grid_rotary_tables(
+    grid_height: int, grid_width: int, head_dim: int, base: float = 100.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (grid_height * grid_width, head_dim) for 2D rotary embeddings of a frame's
+    tokens, row-major: half of the rotated pairs turn with the row, half with the column.
+
+    The base is 100, not 10 000: a frame is tens of tokens across, and slower frequencies
+    would barely turn over it.
+    """
+    quarter = head_dim // 4
+    inv_freq = 1.0 / base ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid_height), torch.arange(grid_width), indexing="ij")
+    angles = torch.cat(
+        [rows.reshape(-1, 1) * inv_freq, cols.reshape(-1, 1) * inv_freq], dim=-1
+    )  # (N, head_dim / 2)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate the (..., L, head_dim) queries or keys by their positions' angles."""
     first, second = x.float().chunk(2, dim=-1)
@@ -147,29 +166,32 @@ class STBlock(nn.Module):
         self,
         x: torch.Tensor,
         rotary: tuple[torch.Tensor, torch.Tensor],
+        spatial_rotary: tuple[torch.Tensor, torch.Tensor] | None,
         past: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         if self.attention == "full":
-            x, kv = self._full_attention(x, rotary)
+            x, kv = self._full_attention(x, rotary, spatial_rotary)
         else:
-            x, kv = self._st_attention(x, rotary, past)
+            x, kv = self._st_attention(x, rotary, spatial_rotary, past)
         return x + self.ffn(self.ffn_norm(x)), kv
 
-    def _st_attention(self, x, rotary, past):
+    def _st_attention(self, x, rotary, spatial_rotary, past):
         b, t, n, d = x.shape
         h = self.spatial_norm(x).reshape(b * t, n, d)
-        x = x + self.spatial_attn(h)[0].view(b, t, n, d)
+        x = x + self.spatial_attn(h, rotary=spatial_rotary)[0].view(b, t, n, d)
         h = self.temporal_norm(x).transpose(1, 2).reshape(b * n, t, d)
         h, kv = self.temporal_attn(h, rotary=rotary, causal=True, past=past)
         return x + h.view(b, n, t, d).transpose(1, 2), kv
 
-    def _full_attention(self, x, rotary):
+    def _full_attention(self, x, rotary, spatial_rotary):
         b, t, n, d = x.shape
         frame_of_token = torch.arange(t, device=x.device).repeat_interleave(n)
         block_causal = frame_of_token[:, None] >= frame_of_token[None, :]
         token_rotary = (rotary[0].repeat_interleave(n, 0), rotary[1].repeat_interleave(n, 0))
+        if spatial_rotary is not None:
+            spatial_rotary = (spatial_rotary[0].repeat(t, 1), spatial_rotary[1].repeat(t, 1))
         h = self.spatial_norm(x).reshape(b, t * n, d)
-        x = x + self.spatial_attn(h, mask=block_causal)[0].view(b, t, n, d)
+        x = x + self.spatial_attn(h, rotary=spatial_rotary, mask=block_causal)[0].view(b, t, n, d)
         h = self.temporal_norm(x).reshape(b, t * n, d)
         h, kv = self.temporal_attn(h, rotary=token_rotary, mask=block_causal)
         return x + h.view(b, t, n, d), kv
@@ -187,12 +209,24 @@ class STTransformer(nn.Module):
         ffn_mult: int = 4,
         attention: AttentionKind = "st",
         position_scale: float = 1.0,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if dim % num_heads or (dim // num_heads) % 2:
             raise ValueError(f"dim {dim} must split into {num_heads} heads of even size")
         self.head_dim = dim // num_heads
         self.attention = attention
+        # With `grid` (rows, columns of a frame's tokens), spatial attention also gets 2D rotary
+        # embeddings, so "the token one to the right" is one learned direction for every
+        # position: what a world model needs to move a scene (see models.dynamics).
+        self.spatial_rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        if grid is not None:
+            if grid[0] * grid[1] != tokens_per_frame or self.head_dim % 4:
+                raise ValueError(
+                    f"grid {grid} must hold {tokens_per_frame} tokens and head size "
+                    f"{self.head_dim} must be a multiple of 4"
+                )
+            self.spatial_rotary = grid_rotary_tables(*grid, self.head_dim)
         # Unit scale by default, like the token embeddings: at 0.02 (the ViT habit) the small
         # LAM stayed blind to where a token is for hundreds of steps and could not learn
         # motion. The tokenizer passes 0: it needs content, not place, and a unit-scale
@@ -216,10 +250,13 @@ class STTransformer(nn.Module):
         start = cache.num_frames if cache is not None else 0
         positions = torch.arange(start, start + x.shape[1], device=x.device)
         rotary = rotary_tables(positions, self.head_dim)
+        spatial_rotary = self.spatial_rotary
+        if spatial_rotary is not None:
+            spatial_rotary = (spatial_rotary[0].to(x.device), spatial_rotary[1].to(x.device))
         x = x + self.spatial_position.to(x.dtype)
         for index, block in enumerate(self.blocks):
             past = cache.layers[index] if cache is not None else None
-            x, kv = block(x, rotary, past)
+            x, kv = block(x, rotary, spatial_rotary, past)
             if cache is not None and commit:
                 cache.layers[index] = kv
         if cache is not None and commit:

@@ -1,16 +1,46 @@
-"""ST-transformer: causal temporal mask, cache equivalence, the full-attention variant."""
+"""ST-transformer: causal temporal mask, cache equivalence, the full-attention variant, 2D rotary
+positions in spatial attention."""
 
 import pytest
 import torch
 
-from models.st_transformer import STTransformer, TemporalKVCache
+from models.st_transformer import (
+    STTransformer,
+    TemporalKVCache,
+    apply_rotary,
+    grid_rotary_tables,
+)
 
 
 def make(attention: str = "st") -> STTransformer:
     torch.manual_seed(0)
     return STTransformer(
-        dim=32, num_layers=2, num_heads=4, tokens_per_frame=6, attention=attention
+        dim=32, num_layers=2, num_heads=4, tokens_per_frame=6, attention=attention, grid=(2, 3)
     ).eval()
+
+
+def test_grid_rotary_scores_depend_only_on_the_offset_between_tokens():
+    """What lets one head fetch "the token to my right" at every position of a frame."""
+    torch.manual_seed(0)
+    rows, cols, head_dim = 3, 5, 8
+    cos, sin = grid_rotary_tables(rows, cols, head_dim)
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+    scores = (
+        apply_rotary(q.expand(rows * cols, -1), cos, sin)
+        @ apply_rotary(k.expand(rows * cols, -1), cos, sin).T
+    )
+    scores = scores.view(rows, cols, rows, cols)
+    right = torch.stack([scores[r, c, r, c + 1] for r in range(rows) for c in range(cols - 1)])
+    below = torch.stack([scores[r, c, r + 1, c] for r in range(rows - 1) for c in range(cols)])
+    torch.testing.assert_close(right, right[:1].expand_as(right))
+    torch.testing.assert_close(below, below[:1].expand_as(below))
+    assert not torch.allclose(right[0], below[0])  # rows and columns are told apart
+    assert not torch.allclose(right[0], scores[0, 1, 0, 0])  # and right from left
+
+
+def test_grid_must_match_the_tokens_per_frame():
+    with pytest.raises(ValueError, match="grid"):
+        STTransformer(dim=32, num_layers=1, num_heads=4, tokens_per_frame=6, grid=(2, 2))
 
 
 @pytest.mark.parametrize("attention", ["st", "full"])

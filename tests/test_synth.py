@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.synth import ACTIONS, generate_corpus, load_actions
 from pipelines.synth.corpus import SourceSpec, gameplay
-from pipelines.synth.game import ACTION_IDS, THEMES, GameState, make_level
+from pipelines.synth.game import ACTION_IDS, THEMES, TILE, GameState, make_level
 from pipelines.synth.render import Renderer
 from pipelines.video import read_frames
 
@@ -58,6 +58,31 @@ def test_different_actions_from_one_state_render_different_frames():
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert not np.array_equal(frames[a], frames[b]), f"{a} and {b} look the same"
+
+
+def test_a_running_player_scrolls_the_scene_one_tile_per_curated_frame():
+    """Whole-tile scroll, one tile per 3 source frames (one 10 FPS frame): at 160x90 a tile is
+    one 4-pixel token, so a step of scroll moves the scene by whole tokens."""
+    state = GameState(make_level(3))
+    renderer = Renderer(state.level)
+    cameras = []
+    for frame in range(150):
+        if frame % 3 == 0:
+            cameras.append(renderer.camera_x(state))
+        state.step(ACTION_IDS["right"])
+    steps = np.diff(cameras)
+    assert set(steps) <= {0, TILE}  # a wall can stop it, nothing moves it by part of a tile
+    assert (steps == TILE).mean() > 0.5
+
+
+def test_scrolling_left_and_right_by_a_tile_draw_different_ground():
+    """With a two-tile checker both would draw the same ground (the wagon-wheel effect), and
+    neither a latent action model nor a dynamics model could tell left from right."""
+    level = make_level(2)
+    renderer = Renderer(level)
+    left, right = (renderer.draw(GameState(level, x=300.0 + dx)) for dx in (-TILE, TILE))
+    bottom = slice(renderer.height - 2 * TILE, renderer.height)  # ground, where there is no pit
+    assert (left[bottom] != right[bottom]).any(axis=-1).mean() > 0.3
 
 
 def test_levels_look_different_and_the_same_seed_gives_the_same_video():

@@ -15,8 +15,14 @@ import numpy as np
 ACTIONS: tuple[str, ...] = ("noop", "left", "right", "jump", "left+jump", "right+jump")
 ACTION_IDS: dict[str, int] = {name: i for i, name in enumerate(ACTIONS)}
 
-TILE = 10  # pixels per terrain tile at the 320x180 source resolution
-RUN_SPEED = 3.0  # pixels per frame at 30 FPS
+# Tile-based, as consoles drew and scrolled their worlds: a tile is 8 source pixels, the camera
+# moves in whole tiles (see Renderer.camera_x) and a running player crosses one tile in 3 frames,
+# one frame of the curated 10 FPS. At the curated 160x90 a tile is 4 pixels, one token of the
+# tokenizer's 4-pixel patches, so a step of scroll shifts the scene by whole tokens. With the
+# old 10-pixel tiles and 3 px/frame the scene moved 4.5 curated pixels a frame and every
+# token's content changed, which the demo's dynamics model (minutes of CPU) never learned to draw.
+TILE = 8  # pixels per terrain tile at the 320x180 source resolution
+RUN_SPEED = TILE / 3  # pixels per frame at 30 FPS
 JUMP_SPEED = 7.5
 GRAVITY = 0.55
 PLAYER_W, PLAYER_H = 10, 14

@@ -46,28 +46,31 @@ class Renderer:
         ).astype(np.int16)
         self.rows = np.arange(height, dtype=np.int16)[:, None]
         self.sky = np.broadcast_to(self.rows, (height, width)).astype(np.int16)
-        # Tile checker of the ground, two tiles wider than the screen: sliced by camera offset.
-        wide = np.arange(width + 2 * TILE)
-        self.terrain = (self.index["ground_a"] + (wide // TILE + self.rows // TILE) % 2).astype(
-            np.int16
-        )
+        # Ground tiles of two colours at random, fixed per level: a checker would repeat every
+        # two tiles, and under a one-tile scroll (see camera_x) moving left and moving right
+        # would draw the same frame, as a wagon wheel spins both ways on film.
+        tile_rows, columns = -(-height // TILE), len(level.ground)
+        texture = np.random.default_rng([level.scenery, 1]).integers(0, 2, (tile_rows, columns))
+        self.ground_tiles = (self.index["ground_a"] + texture).astype(np.int16)
 
     def camera_x(self, state: GameState) -> int:
-        """The player stays at a third of the screen width while the level allows."""
-        return int(np.clip(state.x - self.width / 3, 0, self.level.width_px - self.width))
+        """The player stays near a third of the screen width while the level allows; the camera
+        moves in whole tiles, as a tile-based console scrolls (see game.TILE)."""
+        x = np.clip(state.x - self.width / 3, 0, self.level.width_px - self.width)
+        return int(x // TILE) * TILE
 
     def draw(self, state: GameState) -> np.ndarray:
         """The frame as a (height, width, 3) uint8 RGB array."""
         cam = self.camera_x(state)
         xs = cam + np.arange(self.width)
         columns = xs // TILE
-        hill_top = self.hills[cam // 2 : cam // 2 + self.width]
+        hills_x = cam // (2 * TILE) * TILE  # half the camera's speed, in whole tiles too
+        hill_top = self.hills[hills_x : hills_x + self.width]
         ground_top = (self.height - self.level.ground[columns] * TILE).astype(np.int16)
         ground_top[ground_top >= self.height] = 2 * self.height  # a pit: no ground
 
         ids = np.where(self.rows >= hill_top, np.int16(self.index["hill"]), self.sky)
-        offset = cam % (2 * TILE)
-        terrain = self.terrain[:, offset : offset + self.width]
+        terrain = self.ground_tiles[self.rows // TILE, columns]
         terrain = np.where(self.rows < ground_top + 3, np.int16(self.index["grass"]), terrain)
         ids = np.where(self.rows >= ground_top, terrain, ids)
 
