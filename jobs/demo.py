@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"   rollout videos:   {data / 'eval' / 'comparison.mp4'} (truth | reconstruction |")
     print("                     inferred actions | random actions) and")
     print(f"                     {data / 'eval' / 'actions.mp4'} (one rollout per latent action)")
+    print(f"   scroll by action: {data / 'eval' / 'scroll_by_action.png'} (does each action move")
+    print("                     the world the way the true frames it labels move?)")
     print(f"   play it:          genie play --clips {data / 'curated' / 'clips'}")
     print("   Stop the platform with `make down`.")
     return 0

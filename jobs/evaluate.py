@@ -10,8 +10,13 @@ Metrics (stable names, so the MLflow UI compares runs directly):
                                        the LAM infers from the truth vs with random actions
   generation_psnr, generation_ssim     generated (inferred actions) vs true frames, all t
   fvd                                  Kinetics-400 I3D features of true vs generated windows
+  scroll_true_action<k>, scroll_generated_action<k>, scroll_agreement
+                                       side-scrolling: token columns a frame the true frames
+                                       the LAM labels k scroll, and rollouts holding k; the
+                                       share of scrolling actions whose rollouts scroll their way
 Artifacts: comparison video (truth | reconstruction | inferred-action and random-action
-generations, mp4 and gif), ΔtPSNR-vs-t plot, one rollout per action from one prompt.
+generations, mp4 and gif), ΔtPSNR-vs-t plot, one rollout per action from one prompt, and the
+scroll per action (true vs generated) as a bar chart.
 """
 
 from __future__ import annotations
@@ -211,13 +216,24 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         }
         results |= fvd_of(truth, with_inferred)
 
-        prompt = truth[:1, 0].expand(world.num_actions, -1, -1, -1)
-        per_action = world.rollout(
-            prompt, torch.arange(world.num_actions)[:, None].expand(-1, args.frames - 1)
+        # Each action held from two prompts: the first prompt's rollouts make the actions video.
+        prompts = truth[:2, 0].repeat_interleave(world.num_actions, dim=0)
+        held = torch.arange(world.num_actions).repeat(len(prompts) // world.num_actions)
+        game = world.start(prompts, seed=args.seed)
+        for _ in range(args.frames - 1):
+            game.step(held)
+        per_action = game.video()[: world.num_actions]
+        scroll = scroll_by_action(
+            world.tokenizer.encode(truth), inferred, game.session.tokens, held
         )
+        results |= {f"scroll_true_action{a}": v for a, v in scroll["true"].items()}
+        results |= {f"scroll_generated_action{a}": v for a, v in scroll["generated"].items()}
+        agreement = metrics.scroll_agreement(scroll["true"], scroll["generated"])
+        if agreement is not None:
+            results["scroll_agreement"] = agreement
 
     for name, value in results.items():
-        print(f"  {name:22s} {value:10.4f}")
+        print(f"  {name:26s} {value:10.4f}")
     tags = {f"upstream.{stage}_run": run for stage, run in runs.items()}
     tags |= {"clips": str(args.clips), "samples": str(len(windows)), "frames": str(args.frames)}
     tracker = Tracker.open("genie-eval", args.name, uri=uri, tags=tags)
@@ -233,6 +249,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             *write_clip(folder / "comparison", side_by_side(*(to_uint8(r[0]) for r in rows))),
             *write_clip(folder / "actions", side_by_side(*to_uint8(per_action))),
             plot_delta_psnr(delta_by_t, folder / "delta_psnr_vs_t.png"),
+            plot_scroll(scroll, folder / "scroll_by_action.png"),
         ]
         (folder / "metrics.json").write_text(json.dumps(results | {"runs": runs}, indent=2))
         for path in [*files, folder / "metrics.json"]:
@@ -243,6 +260,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if tracker.active:
         print(f"MLflow run {tracker.run_id} in experiment genie-eval ({uri})")
     return 0
+
+
+def scroll_by_action(true_tokens, inferred, generated_tokens, held) -> dict[str, dict[int, float]]:
+    """Mean token-column shift a frame (`metrics.horizontal_shift`) by action: of true frames
+    (B, T, gh, gw) grouped by the action the LAM infers for each transition (B, T-1), and of
+    rollouts (B', T', gh, gw) that hold action `held` (B',) throughout."""
+    from models import metrics
+
+    def shifts(tokens):
+        return metrics.horizontal_shift(tokens[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(0, 1))
+
+    true_shift = shifts(true_tokens).view(inferred.shape).float()
+    generated_shift = shifts(generated_tokens).view(len(held), -1).float()
+    return {
+        "true": {int(a): float(true_shift[inferred == a].mean()) for a in inferred.unique()},
+        "generated": {int(a): float(generated_shift[held == a].mean()) for a in held.unique()},
+    }
 
 
 def fvd_of(truth, generated) -> dict[str, float]:
@@ -297,6 +331,31 @@ def plot_delta_psnr(delta_by_t: dict[int, float], path: Path) -> Path:
     axes.set_xlabel("t (frames after the prompt frame, which is t = 1)")
     axes.set_ylabel("ΔtPSNR (dB)")
     axes.set_title("Controllability: inferred vs random actions")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_scroll(scroll: dict[str, dict[int, float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    actions = sorted(scroll["generated"])
+    true = [scroll["true"].get(a, float("nan")) for a in actions]
+    generated = [scroll["generated"][a] for a in actions]
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    x = np.arange(len(actions))
+    axes.bar(x - 0.2, true, 0.4, label="true frames the LAM labels with it")
+    axes.bar(x + 0.2, generated, 0.4, label="rollouts holding it")
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set_xticks(x, [str(a) for a in actions])
+    axes.set_xlabel("latent action")
+    axes.set_ylabel("scroll (token columns a frame)")
+    axes.set_title("Does each action move the world its way?")
+    axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

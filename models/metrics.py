@@ -9,10 +9,14 @@ to [0, 1] first, as they would be when displayed.
 - `delta_psnr`: controllability, ΔtPSNR of the paper.
 - `fvd`: Fréchet distance between I3D features (`models.i3d.i3d_logits`) of two video sets.
 - `action_alignment`: how well latent action codes identify the true actions.
+- `horizontal_shift`, `scroll_agreement`: whether rollouts scroll the way the frames a latent
+  action labels scroll, for side-scrolling games (the built-in one, CoinRun): ΔtPSNR says
+  whether actions matter, this says which way they move the world.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,3 +199,38 @@ def action_alignment(
         accuracy=float(joint.max(axis=1).sum() / total),
         chance_accuracy=float(joint.sum(axis=0).max() / total),
     )
+
+
+def horizontal_shift(before: torch.Tensor, after: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
+    """Column shift between token grids (N, grid_h, grid_w) -> (N,) int64.
+
+    The s in [-max_shift, max_shift] for which after[..., x] == before[..., x + s] holds on the
+    largest share of the overlapping tokens: +1 is a scene moved one token left, as when a
+    side-scroller's camera follows the player right. Ties go to the smaller |s|, so a still or
+    featureless frame reads 0.
+    """
+    candidates = [0] + [s for k in range(1, max_shift + 1) for s in (k, -k)]
+    width = before.shape[-1]
+    scores = []
+    for s in candidates:
+        lo, hi = max(0, -s), min(width, width - s)
+        same = after[..., lo:hi] == before[..., lo + s : hi + s]
+        scores.append(same.float().mean(dim=(-2, -1)))
+    best = torch.stack(scores).argmax(dim=0)  # the first maximum: candidates run by |s|
+    return torch.tensor(candidates, device=before.device)[best]
+
+
+def scroll_agreement(
+    true_by_action: dict[int, float], generated_by_action: dict[int, float], at_least: float = 0.25
+) -> float | None:
+    """Of the actions whose true frames scroll (mean shift of at least `at_least` tokens a frame
+    either way), the share whose rollouts scroll the same way by at least as much; None when no
+    action scrolls. 1.0: every scrolling action makes the world model scroll its way."""
+    scrolling = [a for a, shift in true_by_action.items() if abs(shift) >= at_least]
+    if not scrolling:
+        return None
+    agree = [
+        generated_by_action[a] * math.copysign(1.0, true_by_action[a]) >= at_least
+        for a in scrolling
+    ]
+    return sum(agree) / len(agree)

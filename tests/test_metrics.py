@@ -15,7 +15,9 @@ from models.metrics import (
     delta_psnr,
     frechet_distance,
     fvd,
+    horizontal_shift,
     psnr,
+    scroll_agreement,
     ssim,
 )
 
@@ -231,3 +233,20 @@ def test_action_alignment_of_constant_labelings():
     assert action_alignment(np.zeros(10), np.arange(10) % 2).nmi == 0.0
     with pytest.raises(ValueError, match="pair up"):
         action_alignment(np.zeros(10), np.zeros(9))
+
+
+def test_horizontal_shift_reads_how_many_token_columns_a_scene_moved():
+    torch.manual_seed(0)
+    frame = torch.randint(0, 256, (4, 9, 16))
+    after = torch.stack([frame[0], frame[1].roll(-1, dims=-1), frame[2].roll(2, dims=-1), frame[3]])
+    assert horizontal_shift(frame, after).tolist() == [0, 1, -2, 0]
+    flat = torch.zeros(2, 9, 16, dtype=torch.long)  # no features: every shift fits, reads 0
+    assert horizontal_shift(flat, flat).tolist() == [0, 0]
+
+
+def test_scroll_agreement_counts_the_scrolling_actions_whose_rollouts_move_their_way():
+    true = {0: 0.8, 1: -0.9, 2: 0.05, 3: 0.6}
+    assert scroll_agreement(true, {0: 0.7, 1: -0.5, 2: 0.9, 3: 0.6}) == 1.0
+    # action 1 scrolls the wrong way, action 3 not enough; action 2 does not count either way
+    assert scroll_agreement(true, {0: 0.7, 1: 0.5, 2: 0.0, 3: 0.1}) == 1 / 3
+    assert scroll_agreement({0: 0.0, 1: 0.1}, {0: 1.0, 1: 1.0}) is None

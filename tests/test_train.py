@@ -111,12 +111,14 @@ def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
     assert evaluate(["--clips", str(clips), "--out", str(out), "--samples", "2", "--frames", "10",
                      "--maskgit-steps", "2", "--tokenizer", tokenizer["run_id"], "--lam", lam["run_id"],
                      "--dynamics", dynamics["run_id"], "--mlflow-uri", mlflow_uri]) == 0  # fmt: skip
-    for name in ("comparison.mp4", "comparison.gif", "actions.mp4", "delta_psnr_vs_t.png"):
+    for name in ("comparison.mp4", "comparison.gif", "actions.mp4", "delta_psnr_vs_t.png",
+                 "scroll_by_action.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     experiment = client.get_experiment_by_name("genie-eval")
     (evaluation,) = client.search_runs([experiment.experiment_id])
     logged = evaluation.data.metrics
-    for metric in ("tokenizer_psnr", "tokenizer_ssim", "delta_psnr_t4", "generation_psnr", "fvd"):
+    for metric in ("tokenizer_psnr", "tokenizer_ssim", "delta_psnr_t4", "generation_psnr", "fvd",
+                   "scroll_generated_action0"):  # fmt: skip
         assert metric in logged, metric
     assert logged["fvd"] >= 0 and 0 < logged["tokenizer_psnr"] < 100
     assert evaluation.data.tags["upstream.dynamics_run"] == dynamics["run_id"]
