@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     results: dict[str, float] = {}
     with torch.no_grad():
-        reconstruction = world.tokenizer.decode(world.tokenizer.encode(truth))
+        true_tokens = world.tokenizer.encode(truth)
+        reconstruction = world.tokenizer.decode(true_tokens)
         results["tokenizer_psnr"] = float(metrics.psnr(reconstruction, truth).mean())
         results["tokenizer_ssim"] = float(metrics.ssim(reconstruction, truth).mean())
 
@@ -223,9 +224,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for _ in range(args.frames - 1):
             game.step(held)
         per_action = game.video()[: world.num_actions]
-        scroll = scroll_by_action(
-            world.tokenizer.encode(truth), inferred, game.session.tokens, held
-        )
+        scroll = scroll_by_action(true_tokens, inferred, game.session.tokens, held)
         results |= {f"scroll_true_action{a}": v for a, v in scroll["true"].items()}
         results |= {f"scroll_generated_action{a}": v for a, v in scroll["generated"].items()}
         agreement = metrics.scroll_agreement(scroll["true"], scroll["generated"])

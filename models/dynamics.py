@@ -20,9 +20,10 @@ Spatial attention also has 2D rotary positions (STTransformer's `grid`). When th
 by a token, a masked token's answer is the previous token one column over, at every position
 alike; with relative positions that is one direction a head learns once, with the learned
 absolute embedding alone it is a different pair of positions everywhere. Measured offline on
-the demo's token shards of the tile game (before its random ground texture; `tiny`, 600 steps, lr 6e-3, 8 rollouts of 5 frames per action), with
-the true scroll (left / none / right, read off the tokens) as the action, rollouts holding
-"right" scrolled right one column in 100% of frames, "left" left in 85%, "none" stayed. With
+the demo's token shards of the tile game (before its random ground texture; `tiny`, 600 steps,
+lr 6e-3, 8 rollouts of 5 frames per action), with the true scroll (left / none / right, read
+off the tokens) as the action, rollouts holding "right" scrolled right one column in 100% of
+frames, "left" left in 85%, "none" stayed. With
 the LAM's codes as actions, holding the code whose true frames scroll right gave a right
 scroll in 45% of frames and a left one in 30%; without rotary positions 50% and 50%, so no
 direction at all. (The true-scroll run without rotary positions was not made.)

@@ -219,14 +219,17 @@ class STTransformer(nn.Module):
         # With `grid` (rows, columns of a frame's tokens), spatial attention also gets 2D rotary
         # embeddings, so "the token one to the right" is one learned direction for every
         # position: what a world model needs to move a scene (see models.dynamics).
-        self.spatial_rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Buffers, not state: they follow the module to its device and stay out of checkpoints.
+        spatial_cos = spatial_sin = None
         if grid is not None:
             if grid[0] * grid[1] != tokens_per_frame or self.head_dim % 4:
                 raise ValueError(
                     f"grid {grid} must hold {tokens_per_frame} tokens and head size "
                     f"{self.head_dim} must be a multiple of 4"
                 )
-            self.spatial_rotary = grid_rotary_tables(*grid, self.head_dim)
+            spatial_cos, spatial_sin = grid_rotary_tables(*grid, self.head_dim)
+        self.register_buffer("spatial_cos", spatial_cos, persistent=False)
+        self.register_buffer("spatial_sin", spatial_sin, persistent=False)
         # Unit scale by default, like the token embeddings: at 0.02 (the ViT habit) the small
         # LAM stayed blind to where a token is for hundreds of steps and could not learn
         # motion. The tokenizer passes 0: it needs content, not place, and a unit-scale
@@ -250,9 +253,7 @@ class STTransformer(nn.Module):
         start = cache.num_frames if cache is not None else 0
         positions = torch.arange(start, start + x.shape[1], device=x.device)
         rotary = rotary_tables(positions, self.head_dim)
-        spatial_rotary = self.spatial_rotary
-        if spatial_rotary is not None:
-            spatial_rotary = (spatial_rotary[0].to(x.device), spatial_rotary[1].to(x.device))
+        spatial_rotary = None if self.spatial_cos is None else (self.spatial_cos, self.spatial_sin)
         x = x + self.spatial_position.to(x.dtype)
         for index, block in enumerate(self.blocks):
             past = cache.layers[index] if cache is not None else None
