@@ -97,6 +97,10 @@ class LatentActionConfig:
     code_dim: int = 32
     commitment_weight: float = 0.25
     dead_code_patience: int = 100
+    # Pixels the decoder can move a patch's content per frame, one step in each of the 8
+    # directions (see models.lam): 4 at 160x90 is a one-tile scroll of the demo's game and one
+    # token of the tokenizer's patch 4.
+    displacement: int = 4
 
     def __post_init__(self) -> None:
         _check_positive_ints(self, "lam")

@@ -6,7 +6,7 @@ import torch
 
 from models.configs import get_preset
 from models.dynamics import DynamicsModel, actions_per_frame, previous_frames
-from models.lam import LatentActionModel
+from models.lam import LatentActionModel, motions
 from models.tokenizer import VideoTokenizer
 
 TINY = get_preset("tiny")
@@ -83,6 +83,25 @@ def test_lam_decoder_is_causal():
         model.predict_with_actions(changed[:, :-1], actions),
     )
     torch.testing.assert_close(a[:, :2], b[:, :2])
+
+
+def test_lam_decoder_moves_a_patch_by_the_motion_it_weighs_most():
+    """The decoder draws a scroll by moving frame t: one step right means content at x shows up
+    at x + displacement in the prediction of frame t+1."""
+    model = lam()
+    step = model.config.displacement
+    torch.nn.init.zeros_(model.to_pixels[1].weight)
+    torch.nn.init.zeros_(model.to_pixels[1].bias)
+    with torch.no_grad():
+        model.to_motion[1].bias.copy_(
+            torch.tensor([100.0 if m == (0, step) else 0.0 for m in motions(step)])
+        )
+    x = frames(2)
+    prediction = model.predict_with_actions(x[:, :1], torch.zeros(2, 1, dtype=torch.long))
+    torch.testing.assert_close(prediction[..., step:], x[:, :1, ..., :-step])
+    torch.testing.assert_close(
+        prediction[..., :step], x[:, :1, ..., :1].expand_as(prediction[..., :step])
+    )
 
 
 def dynamics() -> DynamicsModel:
