@@ -5,7 +5,7 @@ import dataclasses
 import torch
 
 from models.configs import get_preset
-from models.dynamics import DynamicsModel, actions_per_frame, previous_frames
+from models.dynamics import NEIGHBOURS, DynamicsModel, actions_per_frame, previous_frames
 from models.lam import LatentActionModel, motions
 from models.tokenizer import VideoTokenizer
 
@@ -151,3 +151,26 @@ def test_dynamics_loss_never_masks_the_first_frame():
     assert torch.equal(inputs[:, 0], tokens[:, 0])
     masked_share = (inputs[:, 1:] == 256).float().mean()
     assert 0.4 < masked_share <= 1.0
+
+
+def test_dynamics_can_copy_the_token_one_column_over_from_the_frame_before():
+    """A one-token scroll is a copy from the next column of the frame before: with its choice
+    head set to that neighbour, the model predicts exactly that (edge column repeated)."""
+    model = dynamics()
+    torch.nn.init.zeros_(model.to_choice.weight)
+    with torch.no_grad():
+        model.to_choice.bias.copy_(
+            torch.tensor([30.0 if n == (0, 1) else 0.0 for n in NEIGHBOURS] + [0.0])
+        )
+    cfg = model.config
+    tokens = torch.randint(
+        0, cfg.num_codes, (2, 2, 3, 4), generator=torch.Generator().manual_seed(0)
+    )
+    masked = tokens.clone()
+    masked[:, 1] = cfg.mask_token
+    logits = model(
+        masked, actions_per_frame(torch.zeros(2, 1, dtype=torch.long), cfg.num_actions),
+        previous_frames(tokens, cfg.mask_token),
+    )  # fmt: skip
+    torch.testing.assert_close(logits[:, 1].argmax(-1), tokens[:, 0][..., [1, 2, 3, 3]])
+    torch.testing.assert_close(logits.exp().sum(-1), torch.ones(2, 2, 3, 4))  # probabilities
