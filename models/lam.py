@@ -33,8 +33,10 @@ one-tile scroll. Told the true scroll direction, its held-out next-frame MSE was
 0.00229 told nothing (copying: 0.00269), so a code had little reason to carry the direction,
 and every scrolling code mixed left and right. The moving decoder gets 0.00059 told the
 direction and 0.00177 told nothing. With it, codes learned from the plain encoder still mixed
-directions (scroll NMI 0.49-0.58); with the cost volume each code held one direction (NMI
-0.71-0.75 over two seeds, MSE 0.00062-0.00071).
+directions (scroll NMI 0.49-0.58); with the cost volume each code held one direction, or all
+but one small code (NMI 0.69-0.71 over two seeds, MSE 0.00055-0.00099; a prototype comparing
+15 moves, up to 8 px sideways: 0.71-0.75). Costs pooled per patch did not separate them
+(0.51-0.58).
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ def test_tokenizer_reconstructs_unseen_platformer_frames(one_thread):
 def test_lam_codes_carry_the_true_actions_and_their_direction(one_thread):
     """Codes vs the 6 true actions; well below log2(6) bits is expected, as some actions look
     alike (jump in mid-air is noop, a wall stops a run). On 2-frame windows the codes split
-    runs by direction only after 700-900 steps (one-way 0.51-0.59 before, then 0.80-0.94 by 900
-    over two seeds); ~1.5 min on one core."""
+    runs by direction only late: in two runs, one-way stayed at 0.51-0.59 to step 600-700, then
+    reached 0.85 by step 800 and 0.94 by step 900; ~1.5 min on one core."""
     torch.manual_seed(0)
     # At 45x80 a one-tile scroll is 2 pixels.
     config = dataclasses.replace(TINY.lam, frame_height=45, frame_width=80, displacement=2)
