@@ -64,7 +64,7 @@ def stages(data: Path, videos: int, seed: int) -> list[Stage]:
         return [f"--{s}={run_id(runs, f'demo-{s}')}" for s in ("tokenizer", "lam", "dynamics")]
 
     def evaluate() -> list[str]:
-        return job("evaluate", "--clips", clips, "--out", data / "eval", "--samples", 4,
+        return job("evaluate", "--clips", clips, "--out", data / "eval", "--samples", 8,
                    "--frames", 10, "--maskgit-steps", 12, *trained_models())  # fmt: skip
 
     def tokenize() -> list[str]:

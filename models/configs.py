@@ -98,8 +98,8 @@ class LatentActionConfig:
     commitment_weight: float = 0.25
     dead_code_patience: int = 100
     # Pixels the decoder can move a patch's content per frame, one step in each of the 8
-    # directions (see models.lam): 4 at 160x90 is a one-tile scroll of the demo's game and one
-    # token of the tokenizer's patch 4.
+    # directions (see models.lam): one token of the tokenizer's patch, so a scroll the LAM names
+    # is one the dynamics model can draw by copying the token one column over.
     displacement: int = 4
 
     def __post_init__(self) -> None:
@@ -201,6 +201,10 @@ PRESETS: dict[str, ModelPreset] = {
             decoder_layers=2,
             num_heads=4,
             ffn_mult=2,
+            # 8-pixel patches, a 12x20 grid: one tile of the demo's game (pipelines.synth.game)
+            # per token. A step of the tokenizer or dynamics model costs 7x less than with the
+            # 920 tokens of patch 4 (0.14 s vs 1.0 s, 0.08 vs 0.53 s on one CPU core).
+            patch_size=8,
             num_codes=256,
             code_dim=16,
             dead_code_patience=20,
@@ -217,9 +221,17 @@ PRESETS: dict[str, ModelPreset] = {
             # (lr 3e-4) all 8 stay in use and NMI with the true actions holds at ~0.2.
             commitment_weight=0.05,
             dead_code_patience=20,
+            displacement=8,
         ),
         dynamics=DynamicsConfig(
-            num_codes=256, num_actions=8, dim=64, num_layers=2, num_heads=4, ffn_mult=2
+            num_codes=256,
+            num_actions=8,
+            grid_height=12,
+            grid_width=20,
+            dim=64,
+            num_layers=2,
+            num_heads=4,
+            ffn_mult=2,
         ),
     ),
     "coinrun": ModelPreset(

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from models.configs import get_preset
@@ -26,16 +27,17 @@ def test_tokenizer_encoder_is_causal_and_shapes_are_padded_then_cropped():
     changed[:, 2:] = torch.rand_like(changed[:, 2:])
     torch.testing.assert_close(model._latents(changed)[:, :2], latents[:, :2])
     codes = model.encode(x)
-    assert codes.shape == (2, 4, 8, 12) and codes.dtype == torch.long
+    assert codes.shape == (2, 4, 4, 6) and codes.dtype == torch.long
     assert model.decode(codes).shape == x.shape
 
 
-def test_tokenizer_at_160x90_gives_920_tokens_a_frame():
+@pytest.mark.parametrize("patch, grid", [(4, (23, 40)), (8, (12, 20))])
+def test_tokenizer_at_160x90_gives_a_token_per_patch_and_decodes_back_to_160x90(patch, grid):
     torch.manual_seed(0)
-    model = VideoTokenizer(TINY.tokenizer).eval()
+    model = VideoTokenizer(dataclasses.replace(TINY.tokenizer, patch_size=patch)).eval()
     x = torch.rand(1, 2, 3, 90, 160)
     codes = model.encode(x)
-    assert codes.shape == (1, 2, 23, 40)
+    assert codes.shape == (1, 2, *grid)
     assert model.decode(codes).shape == (1, 2, 3, 90, 160)
 
 

@@ -41,9 +41,17 @@ def test_coinrun_preset_follows_the_paper_appendix():
     assert (preset.dynamics.num_layers, preset.dynamics.dim) == (12, 512)
 
 
-def test_grid_for_160x90_is_40x23():
+def test_grid_for_160x90_is_40x23_with_patch_4_and_20x12_with_patch_8():
+    assert (
+        get_preset("coinrun").tokenizer.grid_height,
+        get_preset("coinrun").tokenizer.grid_width,
+    ) == (23, 40)
     tok = get_preset("tiny").tokenizer
-    assert (tok.grid_height, tok.grid_width) == (23, 40)
+    assert (tok.grid_height, tok.grid_width) == (12, 20)
+    assert (get_preset("tiny").dynamics.grid_height, get_preset("tiny").dynamics.grid_width) == (
+        12,
+        20,
+    )
     assert (get_preset("tiny").lam.grid_height, get_preset("tiny").lam.grid_width) == (6, 10)
 
 

@@ -80,8 +80,8 @@ def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
     shards = pq.read_table(out / "tokens").to_pylist()
     assert len(shards) == 6  # every kept clip
     for row in shards:
-        assert row["shape"] == [32, 23, 40]
-        assert len(row["tokens"]) == 32 * 23 * 40
+        assert row["shape"] == [32, 12, 20]
+        assert len(row["tokens"]) == 32 * 12 * 20
         assert len(row["actions"]) == 31 and all(0 <= a < 8 for a in row["actions"])
         assert (row["tokenizer_run_id"], row["lam_run_id"]) == (tokenizer["run_id"], lam["run_id"])
 

@@ -15,13 +15,15 @@ import numpy as np
 ACTIONS: tuple[str, ...] = ("noop", "left", "right", "jump", "left+jump", "right+jump")
 ACTION_IDS: dict[str, int] = {name: i for i, name in enumerate(ACTIONS)}
 
-# Tile-based, as consoles drew and scrolled their worlds: a tile is 8 source pixels, the camera
+# Tile-based, as consoles drew and scrolled their worlds: a tile is 16 source pixels, the camera
 # moves in whole tiles (see Renderer.camera_x) and a running player crosses one tile in 3 frames,
-# one frame of the curated 10 FPS. At the curated 160x90 a tile is 4 pixels, one token of the
-# tokenizer's 4-pixel patches, so a step of scroll shifts the scene by whole tokens. With the
-# old 10-pixel tiles and 3 px/frame the scene moved 4.5 curated pixels a frame and every
-# token's content changed, which the demo's dynamics model (minutes of CPU) never learned to draw.
-TILE = 8  # pixels per terrain tile at the 320x180 source resolution
+# one frame of the curated 10 FPS. At the curated 160x90 a tile is 8 pixels, one token of the
+# `tiny` tokenizer's 8-pixel patches, so a step of scroll shifts the scene by whole tokens. With
+# the old 10-pixel tiles and 3 px/frame the scene moved 4.5 curated pixels a frame and every
+# token's content changed, which the demo's dynamics model (minutes of CPU) never learned to
+# draw. (8-pixel tiles with 4-pixel patches worked as well, but the 920 tokens a frame made the
+# demo's tokenizer and dynamics stages 7x slower than the 240 of patch 8.)
+TILE = 16  # pixels per terrain tile at the 320x180 source resolution
 RUN_SPEED = TILE / 3  # pixels per frame at 30 FPS
 JUMP_SPEED = 7.5
 GRAVITY = 0.55
@@ -62,7 +64,7 @@ def make_level(seed: int, columns: int = 2000) -> Level:
         kind = rng.choice(["flat", "step", "pit", "spikes"], p=[0.4, 0.3, 0.15, 0.15])
         end = min(col + length, columns)
         if kind == "step":
-            height = int(np.clip(height + rng.choice([-2, -1, 1, 2]), 1, 8))
+            height = int(np.clip(height + rng.choice([-2, -1, 1, 2]), 1, 5))
         if kind == "pit":
             end = min(col + int(rng.integers(2, 5)), columns)  # always jumpable
             ground[col:end] = 0
