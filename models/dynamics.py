@@ -11,10 +11,10 @@ frame before (`previous_frames`; the mask token where there is none), from the u
 as the history always is at play time. Most of a game frame is the frame before, moved or not:
 with the previous token in its own input, a masked token starts from "as before" and the model
 learns what changes, instead of first learning to fetch every code through temporal attention.
-Measured on the demo's token shards (`tiny` at patch 4, 920 tokens a frame, 240 steps): next-frame argmax accuracy 0.72 ->
-0.84, codes under 0.1% of the training tokens 0.18 -> 0.52, and 4 frames into a free rollout
-0.76 of tokens right with the LAM's actions against 0.66 with random ones (0.66 and 0.64
-without). The mask rates and everything else are the paper's.
+Measured on the demo's token shards (`tiny` at patch 4, 920 tokens a frame, 240 steps):
+next-frame argmax accuracy 0.72 -> 0.84, codes under 0.1% of the training tokens 0.18 -> 0.52,
+and 4 frames into a free rollout 0.76 of tokens right with the LAM's actions against 0.66 with
+random ones (0.66 and 0.64 without). The mask rates and everything else are the paper's.
 
 Spatial attention also has 2D rotary positions (STTransformer's `grid`): "the token one
 column over" is then one direction a head learns once, rather than a different pair of positions
@@ -26,12 +26,13 @@ embedding; a small head weighs the 10 choices. When the scene scrolls by a token
 token's answer is the frame before's token one column over, so the model only has to pick the
 move the action says. Without it, the `tiny` model had to learn to fetch that token through
 attention, and did not in minutes of CPU: trained offline on the demo's token shards of the
-random-tile ground (patch 4, 4-pixel tiles) (600 steps, lr 6e-3, 8 rollouts of 5 frames per action), rollouts held the
-scene for every action, even with the true scroll (left / none / right, read off the tokens) as
-the action, and it got 25-35% of the tokens that change right when teacher-forced (copying gets
-0%). With the copy choice, 400 steps and the LAM's codes: 57% of changing tokens right, and
-rollouts holding the code whose true frames scroll right scrolled right one column in 100% of
-frames, the two left codes left in 100% and 90%, the still codes stayed.
+random-tile ground (patch 4 on 4-pixel tiles; 600 steps, lr 6e-3, 8 rollouts of 5 frames per
+action), rollouts held the scene for every action, even with the true scroll (left / none /
+right, read off the tokens) as the action, and it got 25-35% of the tokens that change right
+when teacher-forced (copying gets 0%). With the copy choice, 400 steps and the LAM's codes: 57%
+of changing tokens right, and rollouts holding the code whose true frames scroll right scrolled
+right one column in 100% of frames, the two left codes left in 100% and 90%, the still codes
+stayed.
 
 Training (`masked_token_loss`): frame 0 is always kept unmasked as context, as the prompt frame
 is at play time; each clip draws a rate r ~ U[mask_rate_min, mask_rate_max] (paper: U[0.5, 1])

@@ -28,15 +28,17 @@ unit-scale position embedding (LayerNorm alone, without the change: codes collap
 two).
 
 Why the moving decoder and the cost volume (measured on the demo's curated 160x90 clips of the
-game with 4-pixel tiles, `tiny`, displacement 4, 2-frame windows, 600 steps): a decoder that only predicts a per-patch change could not draw a
-one-tile scroll. Told the true scroll direction, its held-out next-frame MSE was 0.00206 against
-0.00229 told nothing (copying: 0.00269), so a code had little reason to carry the direction,
-and every scrolling code mixed left and right. The moving decoder gets 0.00059 told the
-direction and 0.00177 told nothing. With it, codes learned from the plain encoder still mixed
-directions (scroll NMI 0.49-0.58); with the cost volume each code held one direction, or all
-but one small code (NMI 0.69-0.71 over two seeds, MSE 0.00055-0.00099; a prototype comparing
-15 moves, up to 8 px sideways: 0.71-0.75). Costs pooled per patch did not separate them
-(0.51-0.58).
+game with 4-pixel tiles, `tiny`, displacement 4, 2-frame windows, 600 steps): a decoder that
+only predicts a per-patch change could not draw a one-tile scroll. Told the true scroll
+direction, its held-out next-frame MSE was 0.00206 against 0.00229 told nothing (copying:
+0.00269), so a code had little reason to carry the direction, and every scrolling code mixed
+left and right. The moving decoder gets 0.00059 told the direction and 0.00177 told nothing.
+With it, codes learned from the plain encoder still mixed directions (scroll NMI 0.49-0.58);
+with the cost volume each code held one direction, or all but one small code (NMI 0.69-0.71 over
+two seeds, MSE 0.00055-0.00099; a prototype comparing 15 moves, up to 8 px sideways: 0.71-0.75).
+Costs pooled per patch did not separate them (0.51-0.58). With today's 8-pixel tiles and
+displacement 8, three demo runs gave NMI 0.41-0.45 with the true actions (0.23-0.45 before),
+next-frame PSNR 31.6-35.5 dB against copying's 22.2-28.0.
 """
 
 from __future__ import annotations
