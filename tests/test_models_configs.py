@@ -42,17 +42,11 @@ def test_coinrun_preset_follows_the_paper_appendix():
 
 
 def test_grid_for_160x90_is_40x23_with_patch_4_and_20x12_with_patch_8():
-    assert (
-        get_preset("coinrun").tokenizer.grid_height,
-        get_preset("coinrun").tokenizer.grid_width,
-    ) == (23, 40)
-    tok = get_preset("tiny").tokenizer
-    assert (tok.grid_height, tok.grid_width) == (12, 20)
-    assert (get_preset("tiny").dynamics.grid_height, get_preset("tiny").dynamics.grid_width) == (
-        12,
-        20,
-    )
-    assert (get_preset("tiny").lam.grid_height, get_preset("tiny").lam.grid_width) == (6, 10)
+    coinrun, tiny = get_preset("coinrun"), get_preset("tiny")
+    assert (coinrun.tokenizer.grid_height, coinrun.tokenizer.grid_width) == (23, 40)
+    assert (tiny.tokenizer.grid_height, tiny.tokenizer.grid_width) == (12, 20)
+    assert (tiny.dynamics.grid_height, tiny.dynamics.grid_width) == (12, 20)
+    assert (tiny.lam.grid_height, tiny.lam.grid_width) == (6, 10)
 
 
 def test_bad_fields_are_named():

@@ -62,7 +62,8 @@ def test_different_actions_from_one_state_render_different_frames():
 
 def test_a_running_player_scrolls_the_scene_one_tile_per_curated_frame():
     """Whole-tile scroll, one tile per 3 source frames (one 10 FPS frame): at 160x90 a tile is
-    one 8-pixel token of the `tiny` tokenizer, so a step of scroll moves the scene by whole tokens."""
+    one 8-pixel token of the `tiny` tokenizer, so a step of scroll moves the scene by whole
+    tokens."""
     state = GameState(make_level(3))
     renderer = Renderer(state.level)
     cameras = []
