@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 I3D   := $(or $(GENIE_I3D_WEIGHTS),.genie/cache/i3d_kinetics400.pt)
 # The browser test of `genie play` drives Debian's headless Chromium (Playwright never downloads one).
 CHROMIUM := /usr/bin/chromium
-# The team-MLflow test (tests/test_team_mlflow.py) runs Debian's PostgreSQL server.
+# The team-MLflow test (tests/platform/test_team_mlflow.py) runs Debian's PostgreSQL server.
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 PYTHON ?= python3
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Order-only on the venv: the weights do not change when the dependencies do.
 $(I3D): | $(STAMP)
-	$(PY) -m jobs.fetch_i3d --out $@
+	$(PY) -m jobs.tools.fetch_i3d --out $@
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -15,10 +15,10 @@ import sys
 
 # name -> module with run(argv) -> int
 BENCHMARKS: dict[str, str] = {
-    "curate": "jobs.bench_curate",
-    "train": "jobs.bench_train",
-    "models": "models.benchmark",
-    "play": "jobs.bench_play",
+    "curate": "jobs.benchmarks.curate",
+    "train": "jobs.benchmarks.train",
+    "models": "jobs.benchmarks.models",
+    "play": "jobs.benchmarks.play",
 }
 
 EPILOG = """\

@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("jobs.train", "train a stage (tokenizer, lam, dynamics) with Ray Train + MLflow"),
     "tokenize": ("jobs.tokenize", "turn curated clips into token shards with latent actions"),
-    "fetch-i3d": ("jobs.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
+    "fetch-i3d": ("jobs.tools.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
     "eval": ("jobs.evaluate", "evaluate a trained world model (PSNR, SSIM, ΔtPSNR, FVD, NMI)"),
     "bench": ("jobs.bench", "benchmarks: curation, training loop, models, play (ratios)"),
     "play": ("jobs.play", "play a trained world in the browser (Ray Serve app + web page)"),

@@ -20,9 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ConfigError, load_config
-from jobs.curate_config import PRESETS_DIR, CurateConfig, threshold_overrides
-from pipelines.select import describe_filters
+from jobs.common.config import ConfigError, load_config
+from jobs.curation.config import PRESETS_DIR, CurateConfig, threshold_overrides
+from pipelines.curation.selection import describe_filters
 
 EXPERIMENT = "genie-curate"
 
@@ -103,8 +103,8 @@ def resolve_config(args: argparse.Namespace) -> CurateConfig:
         raise ConfigError(str(error)) from None
     config.require_paths(args.command)
     if args.command in ("score", "run"):
-        from pipelines.curate import check_spec
-        from pipelines.sources import check_source
+        from pipelines.curation.scoring import check_spec
+        from pipelines.curation.sources import check_source
 
         try:
             check_source(config.source)
@@ -115,7 +115,7 @@ def resolve_config(args: argparse.Namespace) -> CurateConfig:
 
 
 def code_version() -> dict[str, str]:
-    from jobs.tracking import git_commit
+    from jobs.common.tracking import git_commit
 
     return {"git_commit": git_commit(), "package": metadata.version("genie-platform")}
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ConfigError as error:
         print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
         return 2
-    from jobs.tracking import tracked_run
+    from jobs.common.tracking import tracked_run
 
     run_name = config.run_name or f"{args.command}-{Path(config.out.rstrip('/')).name}"
     local_out = None if "://" in config.out else Path(config.out)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def run_score(config: CurateConfig) -> dict[str, Any]:
     import ray
 
-    from pipelines.curate import score, write_output
+    from pipelines.curation.scoring import score, write_output
 
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
@@ -171,10 +171,10 @@ def run_score(config: CurateConfig) -> dict[str, Any]:
 
 def run_select(config: CurateConfig, command: str, tracker: Any) -> dict[str, Any]:
     """Select, then write summary.json, manifest.json and the report pictures, and log them."""
-    from jobs.curate_report import render_report
-    from pipelines.curate import read_output, write_output
-    from pipelines.filters.quality import load_model
-    from pipelines.select import Selector
+    from jobs.curation.report import render_report
+    from pipelines.curation.filters.quality import load_model
+    from pipelines.curation.scoring import read_output, write_output
+    from pipelines.curation.selection import Selector
 
     selection = config.selection()
     model = load_model(config.quality_model) if config.quality_model else None
@@ -243,9 +243,9 @@ def _log_select(tracker: Any, summary: dict, manifest: dict, pictures: dict[str,
 
 
 def fit_quality(args: argparse.Namespace) -> int:
-    from jobs.tracking import tracked_run
-    from pipelines.curate import SCORED
-    from pipelines.filters.quality import fit_from_scored, save_model
+    from jobs.common.tracking import tracked_run
+    from pipelines.curation.filters.quality import fit_from_scored, save_model
+    from pipelines.curation.scoring import SCORED
 
     try:
         model = fit_from_scored(f"{args.scored.rstrip('/')}/{SCORED}", args.labels)

@@ -33,7 +33,7 @@ example:
 
 
 @dataclass(frozen=True)
-class Stage:
+class DemoStep:
     name: str
     done: Callable[[], bool]  # True when its output is complete
     command: Callable[[], list[str]]  # what `ray job submit --` runs; built when it is its turn
@@ -48,7 +48,7 @@ def job(module: str, *args: object) -> list[str]:
     return ["python", "-m", f"jobs.{module}", *map(str, args)]
 
 
-def stages(data: Path, videos: int, seed: int) -> list[Stage]:
+def demo_steps(data: Path, videos: int, seed: int) -> list[DemoStep]:
     raw, curated, runs = data / "raw", data / "curated", data / "runs"
     clips, tokenized = curated / "clips", data / "tokenized"
 
@@ -72,37 +72,37 @@ def stages(data: Path, videos: int, seed: int) -> list[Stage]:
                    "--tokenizer", run_id(runs, "demo-tokenizer"), "--lam", run_id(runs, "demo-lam"))  # fmt: skip
 
     return [
-        Stage(
+        DemoStep(
             "synth: render the synthetic platformer corpus",
             lambda: (raw / "manifest.parquet").exists(),
             lambda: job("synth", "--out", raw, "--videos", videos, "--seed", seed),
         ),
-        Stage(
+        DemoStep(
             "curate: decode, clip to 16 s at 10 FPS 160x90, score, filter (Ray Data)",
             lambda: (curated / "summary.json").exists(),
             lambda: job("curate", "run", "--source", raw / "manifest.parquet", "--out", curated),
         ),
-        Stage(
+        DemoStep(
             "train tokenizer (Ray Train)",
             lambda: (runs / "demo-tokenizer" / "result.json").exists(),
             lambda: train("tokenizer", clips),
         ),
-        Stage(
+        DemoStep(
             "train latent action model (Ray Train)",
             lambda: (runs / "demo-lam" / "result.json").exists(),
             lambda: train("lam", clips),
         ),
-        Stage(
+        DemoStep(
             "tokenize clips with latent actions (Ray Data, actor pool)",
             lambda: (tokenized / "_SUCCESS").exists(),
             tokenize,
         ),
-        Stage(
+        DemoStep(
             "train dynamics (Ray Train)",
             lambda: (runs / "demo-dynamics" / "result.json").exists(),
             lambda: train("dynamics", tokenized / "tokens", *upstream()),
         ),
-        Stage(
+        DemoStep(
             "evaluate: PSNR, SSIM, ΔtPSNR, FVD, LAM vs true actions; rollout videos",
             lambda: (data / "eval" / "metrics.json").exists(),
             evaluate,
@@ -149,16 +149,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     subprocess.run([sys.executable, str(LOCALCTL), "up"], check=True)
     env = platform_env()
     data = args.data.resolve()
-    for number, stage in enumerate(stages(data, args.videos, args.seed), start=1):
-        print(f"\n== [{number}] {stage.name}", flush=True)
-        if stage.done():
+    for number, step in enumerate(demo_steps(data, args.videos, args.seed), start=1):
+        print(f"\n== [{number}] {step.name}", flush=True)
+        if step.done():
             print("   already done, skipped (delete its output to redo it)")
             continue
         submit = ["ray", "job", "submit", "--working-dir", str(REPO),
-                  "--runtime-env-json", RUNTIME_ENV, "--", *stage.command()]  # fmt: skip
+                  "--runtime-env-json", RUNTIME_ENV, "--", *step.command()]  # fmt: skip
         if subprocess.run(submit, env=env, cwd=REPO).returncode != 0:
             print(
-                f"\nstage failed: {stage.name}. Its logs: `ray job logs <id>` or the Ray dashboard."
+                f"\nstep failed: {step.name}. Its logs: `ray job logs <id>` or the Ray dashboard."
             )
             return 1
     minutes = (time.monotonic() - started) / 60

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -73,88 +72,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def heldout_windows(clips: str, samples: int, frames: int) -> list[dict]:
-    """`samples` windows of held-out clips, spread evenly over as many of those clips as there
-    are (a metric of the first clip alone says little): frames (T, H, W, 3) uint8 with where
-    they came from."""
-    import pyarrow.dataset as pads
-
-    from pipelines.training_data import heldout_predicate, kept_clip_ids
-    from pipelines.video import read_frames
-
-    is_heldout = heldout_predicate(clips)
-    heldout = sum(map(is_heldout, kept_clip_ids(clips)))
-    per_clip = math.ceil(samples / max(1, heldout))
-    dataset = pads.dataset(clips, format="parquet")
-    kept = pads.field("keep") if "keep" in dataset.schema.names else None
-    columns = [
-        c for c in ("clip_id", "video", "source_uri", "start_s") if c in dataset.schema.names
-    ]
-    windows: list[dict] = []
-    for batch in dataset.to_batches(columns=columns, filter=kept, batch_size=8):
-        for row in batch.to_pylist():
-            if not is_heldout(str(row["clip_id"])):
-                continue
-            video = read_frames(row["video"])
-            if len(video) < frames:
-                continue
-            offsets = np.linspace(0, len(video) - frames, per_clip).round().astype(int)
-            for offset in dict.fromkeys(offsets.tolist()):  # distinct, in order
-                windows.append({**row, "frames": video[offset : offset + frames],
-                                "offset": offset})  # fmt: skip
-                if len(windows) == samples:
-                    return windows
-    if not windows:
-        raise SystemExit(f"no held-out clips with {frames} frames in {clips}")
-    return windows
-
-
-def true_actions(window: dict, frames: int, fps: float = 10.0) -> np.ndarray | None:
-    """The game's action for each transition t -> t+1 of the window, from the action log beside
-    its source video (`<stem>.actions.parquet`, as `genie synth` writes); None if there is none.
-
-    Curated frames are 1/fps apart; the action of a transition is the one held longest between
-    the two frames' times.
-    """
-    import pyarrow.parquet as pq
-
-    source = window.get("source_uri")
-    if not source or "start_s" not in window:
-        return None
-    log = Path(source).with_name(Path(source).stem + ".actions.parquet")
-    if not log.exists():
-        return None
-    table = pq.read_table(log, columns=["time_s", "action"])
-    times, actions = table.column("time_s").to_numpy(), table.column("action").to_numpy()
-    start = window["start_s"] + window["offset"] / fps
-    labels = []
-    for t in range(frames - 1):
-        held = actions[(times >= start + t / fps) & (times < start + (t + 1) / fps)]
-        if len(held) == 0:
-            return None
-        labels.append(np.bincount(held).argmax())
-    return np.array(labels)
-
-
-def lam_alignment(lam, clips: str, samples: int, frames: int) -> dict[str, float]:
-    """How the LAM's codes on held-out windows line up with the game's true actions."""
-    import torch
-
-    from models import metrics
-
-    windows = heldout_windows(clips, samples, frames)
-    video = torch.from_numpy(np.stack([w["frames"] for w in windows])).permute(0, 1, 4, 2, 3)
-    codes = lam.infer_actions(video.float() / 255.0).numpy()
-    results = {"lam_codes_used": float(len(np.unique(codes))), "lam_windows": float(len(windows))}
-    labels = [true_actions(w, frames) for w in windows]
-    if any(label is None for label in labels):
-        print("no action logs beside the sources: LAM vs true actions skipped", flush=True)
-        return results
-    alignment = metrics.action_alignment(codes, np.stack(labels))
-    return results | {"lam_nmi": alignment.nmi, "lam_accuracy": alignment.accuracy,
-                      "lam_chance_accuracy": alignment.chance_accuracy}  # fmt: skip
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -169,11 +86,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     import torch
 
-    from jobs.tracking import Tracker, resolve_model, tracking_uri
+    from jobs.common.tracking import Tracker, resolve_model, tracking_uri
+    from jobs.evaluation.actions import lam_alignment, scroll_by_action
+    from jobs.evaluation.artifacts import plot_delta_psnr, plot_scroll, side_by_side, write_clip
     from models import metrics
     from models.checkpoint import load_trained
     from models.world import WorldModel
-    from pipelines.images import frame_grid, save_png, to_uint8
+    from pipelines.images import frame_grid, save_png, to_model, to_uint8
+    from pipelines.training_data import heldout_windows
 
     torch.manual_seed(args.seed)
     uri = tracking_uri(args.mlflow_uri)
@@ -184,9 +104,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     world = WorldModel(models["tokenizer"], models["dynamics"], maskgit_steps=args.maskgit_steps)
     lam = models["lam"]
 
-    windows = heldout_windows(args.clips, args.samples, args.frames)
-    truth = torch.from_numpy(np.stack([w["frames"] for w in windows])).permute(0, 1, 4, 2, 3)
-    truth = truth.float() / 255.0  # (B, T, C, H, W)
+    windows = heldout_windows(args.clips, args.frames, args.samples)
+    truth = to_model(np.stack([w["frames"] for w in windows]))  # (B, T, C, H, W)
     print(f"evaluating on {len(windows)} held-out windows of {args.frames} frames", flush=True)
 
     results: dict[str, float] = {}
@@ -261,23 +180,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return 0
 
 
-def scroll_by_action(true_tokens, inferred, generated_tokens, held) -> dict[str, dict[int, float]]:
-    """Mean token-column shift a frame (`metrics.horizontal_shift`) by action: of true frames
-    (B, T, gh, gw) grouped by the action the LAM infers for each transition (B, T-1), and of
-    rollouts (B', T', gh, gw) that hold action `held` (B',) throughout."""
-    from models import metrics
-
-    def shifts(tokens):
-        return metrics.horizontal_shift(tokens[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(0, 1))
-
-    true_shift = shifts(true_tokens).view(inferred.shape).float()
-    generated_shift = shifts(generated_tokens).view(len(held), -1).float()
-    return {
-        "true": {int(a): float(true_shift[inferred == a].mean()) for a in inferred.unique()},
-        "generated": {int(a): float(generated_shift[held == a].mean()) for a in held.unique()},
-    }
-
-
 def fvd_of(truth, generated) -> dict[str, float]:
     """FVD between true and generated windows; skipped (with the reason) without I3D weights."""
     from models import metrics
@@ -293,72 +195,6 @@ def fvd_of(truth, generated) -> dict[str, float]:
         return {}
     print("computing FVD features (I3D, Kinetics-400) ...", flush=True)
     return {"fvd": metrics.fvd(i3d_logits(network, truth), i3d_logits(network, generated))}
-
-
-def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
-    """(T, H, W, 3) videos next to each other, white gaps between: one (T, H, W', 3) video."""
-    height = videos[0].shape[1]
-    spacer = np.full((len(videos[0]), height, gap, 3), 255, np.uint8)
-    parts = [part for video in videos for part in (video, spacer)][:-1]
-    return np.concatenate(parts, axis=2)
-
-
-def write_clip(stem: Path, video: np.ndarray, fps: int = 5) -> list[Path]:
-    """mp4 (H.264) and gif of a (T, H, W, 3) uint8 video, upscaled 2x to be watchable."""
-    from PIL import Image
-
-    from pipelines.video import write_video
-
-    video = video.repeat(2, axis=1).repeat(2, axis=2)
-    video = video[:, : video.shape[1] // 2 * 2, : video.shape[2] // 2 * 2]  # H.264 wants even
-    mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
-    write_video(mp4, video, fps)
-    images = [Image.fromarray(frame) for frame in video]
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
-    return [mp4, gif]
-
-
-def plot_delta_psnr(delta_by_t: dict[int, float], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 3.2))
-    axes.plot(list(delta_by_t), list(delta_by_t.values()), marker="o")
-    axes.axhline(0, color="grey", linewidth=0.8)
-    axes.set_xlabel("t (frames after the prompt frame, which is t = 1)")
-    axes.set_ylabel("ΔtPSNR (dB)")
-    axes.set_title("Controllability: inferred vs random actions")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def plot_scroll(scroll: dict[str, dict[int, float]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    actions = sorted(scroll["generated"])
-    true = [scroll["true"].get(a, float("nan")) for a in actions]
-    generated = [scroll["generated"][a] for a in actions]
-    figure, axes = plt.subplots(figsize=(5, 3.2))
-    x = np.arange(len(actions))
-    axes.bar(x - 0.2, true, 0.4, label="true frames the LAM labels with it")
-    axes.bar(x + 0.2, generated, 0.4, label="rollouts holding it")
-    axes.axhline(0, color="grey", linewidth=0.8)
-    axes.set_xticks(x, [str(a) for a in actions])
-    axes.set_xlabel("latent action")
-    axes.set_ylabel("scroll (token columns a frame)")
-    axes.set_title("Does each action move the world its way?")
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import ray
     import ray.data
 
-    from jobs.tracking import resolve_model
+    from jobs.common.tracking import resolve_model
     from pipelines.tokenize import ClipTokenizer
+    from pipelines.training_data import read_kept
 
     tokenizer_run, tokenizer_path = resolve_model(args.tokenizer, args.mlflow_uri)
     lam_run, lam_path = resolve_model(args.lam, args.mlflow_uri)
@@ -79,11 +80,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         ray.init(logging_level="WARNING")
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     started = time.monotonic()
-    clips = ray.data.read_parquet(args.clips, columns=["clip_id", "video", "keep"])
+    clips = read_kept(args.clips, ["clip_id", "video"])
     files = len(pads.dataset(args.clips, format="parquet").files)
     if files < 2 * args.actors:  # a block goes to one actor: a single small file would too
         clips = clips.repartition(2 * args.actors)
-    tokens = clips.filter(lambda row: bool(row["keep"])).map_batches(
+    tokens = clips.map_batches(
         ClipTokenizer,
         fn_constructor_args=(
             str(tokenizer_path),

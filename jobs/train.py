@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from jobs.config import ConfigError, load_config, to_dict
-from jobs.train_config import PRESETS_DIR, TrainConfig
+from jobs.common.config import ConfigError, load_config, to_dict
+from jobs.training.config import PRESETS_DIR, TrainConfig
 
 EPILOG = """\
 examples:
@@ -50,7 +50,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    from jobs.tracking import tracking_uri
+    from jobs.common.tracking import tracking_uri
 
     overrides = [f"stage={args.stage}", *args.overrides]
     config = load_config(TrainConfig, args.preset, overrides, PRESETS_DIR)
@@ -72,9 +72,9 @@ def run(config: TrainConfig) -> dict:
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    from jobs.stages import STAGES
-    from jobs.tracking import Tracker, find_unfinished_run, register_checkpoint
-    from jobs.train_loop import STATE_FILE, train_loop_per_worker
+    from jobs.common.tracking import Tracker, find_unfinished_run, register_checkpoint
+    from jobs.training.loop import STATE_FILE, train_loop_per_worker
+    from jobs.training.stages import STAGES
     from models.checkpoint import build_model, save_trained
 
     stage = STAGES[config.stage]

@@ -3,7 +3,7 @@
 `tiny` runs in seconds on CPU (tests, CI); `coinrun` is the paper's case study (appendix:
 tokenizer 8+8 layers d=512, 1024 codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
 `paper` matches the paper's sizes (tokenizer ~200M, LAM ~300M, dynamics ~10.1B parameters,
-checked by counting on the meta device in tests/test_models_configs.py). The paper's exact
+checked by counting on the meta device in tests/models/test_configs.py). The paper's exact
 layer/width split is not used: widths and depths here are chosen to land on its totals.
 
 Every field is checked in `__post_init__`; errors name the field, e.g.

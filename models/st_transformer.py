@@ -14,7 +14,7 @@ keeps its softmax statistics in fp32; callers compute losses on `.float()` logit
 
 `attention="full"` gives the same parameters attending over all T*N tokens with a block-causal
 mask (a token sees every token of its own and earlier frames): the baseline for the memory
-comparison in `models.benchmark`.
+comparison in `jobs.benchmarks.models`.
 """
 
 from __future__ import annotations

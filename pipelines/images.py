@@ -1,4 +1,9 @@
-"""Picture helpers for artifacts: frame grids (ground truth over prediction) and PNG files."""
+"""Frames between the two layouts, and pictures for artifacts.
+
+Video is uint8 (..., H, W, C) as decoded; the models take float (..., C, H, W) in [0, 1].
+`to_model` and `to_uint8` are the only conversions between them. `frame_grid` and `save_png`
+make artifact pictures (ground truth over prediction).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+
+def to_model(frames: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(..., H, W, C) uint8 (decoded video) -> (..., C, H, W) float32 in [0, 1] on `device`."""
+    tensor = torch.as_tensor(frames).to(device, non_blocking=True)
+    return tensor.movedim(-1, -3).float().div_(255.0)
 
 
 def to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:

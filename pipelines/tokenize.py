@@ -13,6 +13,7 @@ import pyarrow as pa
 import torch
 
 from models.checkpoint import load_trained
+from pipelines.images import to_model
 from pipelines.video import read_frames
 
 TOKEN_SCHEMA = pa.schema(
@@ -25,11 +26,6 @@ TOKEN_SCHEMA = pa.schema(
         ("lam_run_id", pa.string()),
     ]
 )
-
-
-def to_model(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (T, H, W, C) -> float (1, T, C, H, W) in [0, 1]."""
-    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div_(255.0)[None]
 
 
 class ClipTokenizer:
@@ -63,7 +59,7 @@ class ClipTokenizer:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows: dict[str, list] = {name: [] for name in TOKEN_SCHEMA.names}
         for clip_id, video in zip(batch["clip_id"], batch["video"], strict=True):
-            frames = to_model(read_frames(bytes(video)), self.device)
+            frames = to_model(read_frames(bytes(video)), self.device)[None]
             tokens = self.tokens(frames)
             actions = self.actions(frames)
             assert len(actions) == len(tokens) - 1, (len(actions), len(tokens))

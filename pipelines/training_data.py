@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -122,10 +122,7 @@ def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -
     six test clips before the first batch.) The trainer's shuffle buffer mixes the clips."""
     is_heldout = heldout_predicate(path)
     passes = _passes(path, per_clip, samples_needed)
-    rows = ray.data.read_parquet(path, columns=columns)
-    if "keep" in columns:
-        rows = rows.filter(lambda row: bool(row["keep"]))
-    rows = rows.filter(lambda row: not is_heldout(str(row["clip_id"])))
+    rows = read_kept(path, columns).filter(lambda row: not is_heldout(str(row["clip_id"])))
     return rows.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
 
 
@@ -134,8 +131,7 @@ def clip_windows(
 ) -> ray.data.Dataset:
     """Training frame windows (window, 90, 160, 3) uint8 from kept curated clips, enough passes
     over the clips to give `samples_needed` windows."""
-    columns = ["clip_id", "video"] + (["keep"] if _has_keep(path) else [])
-    return _windows(path, columns, ClipWindows, window, per_clip, seed, samples_needed)
+    return _windows(path, ["clip_id", "video"], ClipWindows, window, per_clip, seed, samples_needed)
 
 
 def token_windows(
@@ -146,35 +142,65 @@ def token_windows(
     return _windows(path, columns, TokenWindows, window, per_clip, seed, samples_needed)
 
 
-def _has_keep(path: str) -> bool:
-    return "keep" in pads.dataset(path, format="parquet").schema.names
+def read_kept(path: str, columns: list[str]) -> ray.data.Dataset:
+    """Ray Data read of the clips curation kept (every row where there is no `keep` column):
+    the one reader of curated clips and token shards inside Ray Data."""
+    if "keep" not in pads.dataset(path, format="parquet").schema.names:
+        return ray.data.read_parquet(path, columns=columns)
+    rows = ray.data.read_parquet(path, columns=[*columns, "keep"])
+    return rows.filter(lambda row: bool(row["keep"])).drop_columns(["keep"])
 
 
-def _heldout_rows(path: str, columns: list[str], count: int) -> list[dict]:
+def kept_clips(path: str, columns: list[str], batch_size: int = 8) -> Iterator[dict]:
+    """Rows of the clips curation kept (every row where there is no `keep` column), streamed
+    a few at a time: the one reader of curated clips and token shards outside Ray Data."""
+    dataset = pads.dataset(path, format="parquet")
+    kept = pads.field("keep") if "keep" in dataset.schema.names else None
+    columns = [c for c in columns if c in dataset.schema.names]
+    for batch in dataset.to_batches(columns=columns, filter=kept, batch_size=batch_size):
+        yield from batch.to_pylist()
+
+
+def spread_starts(length: int, window: int, count: int) -> list[int]:
+    """Up to `count` distinct window starts spread evenly over a clip of `length` frames."""
+    if length < window:
+        return []
+    return list(dict.fromkeys(np.linspace(0, length - window, count).round().astype(int).tolist()))
+
+
+def heldout_windows(path: str, window: int, count: int) -> list[dict]:
+    """Up to `count` distinct windows of held-out clips, spread evenly over as many held-out
+    clips as there are (a metric of the first clip alone says little), never repeated.
+
+    Each is its row (`clip_id` and, where the data has them, `source_uri`, `start_s`) with
+    `start` (first frame) and `frames` (window, H, W, 3) uint8 for curated clips, or `tokens`
+    (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
+    """
     is_heldout = heldout_predicate(path)
-    rows: list[dict] = []
-    for batch in pads.dataset(path, format="parquet").to_batches(columns=columns, batch_size=16):
-        rows += [
-            r for r in batch.to_pylist() if is_heldout(str(r["clip_id"])) and r.get("keep", True)
-        ]
-        if len(rows) >= count:
-            break
-    if not rows:
-        raise ValueError(f"no held-out clips found in {path}")
-    return (rows * count)[:count]
-
-
-def heldout_clip_windows(path: str, window: int, count: int) -> np.ndarray:
-    """`count` fixed windows (from frame 0) of held-out clips: (count, window, 90, 160, 3) uint8."""
-    columns = ["clip_id", "video"] + (["keep"] if _has_keep(path) else [])
-    return np.stack([read_frames(r["video"])[:window] for r in _heldout_rows(path, columns, count)])
-
-
-def heldout_token_windows(path: str, window: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` fixed token windows of held-out clips and their actions."""
-    rows = _heldout_rows(path, ["clip_id", "tokens", "shape", "actions"], count)
-    tokens = np.stack(
-        [np.asarray(r["tokens"], np.int16).reshape(r["shape"])[:window] for r in rows]
-    )
-    actions = np.stack([np.asarray(r["actions"], np.int64)[: window - 1] for r in rows])
-    return tokens, actions
+    heldout = sum(map(is_heldout, kept_clip_ids(path)))
+    per_clip = math.ceil(count / max(1, heldout))
+    names = pads.dataset(path, format="parquet").schema.names
+    tokens = "tokens" in names
+    columns = ["clip_id", "tokens", "shape", "actions"] if tokens else ["clip_id", "video"]
+    windows: list[dict] = []
+    for row in kept_clips(path, [*columns, "source_uri", "start_s"]):
+        if not is_heldout(str(row["clip_id"])):
+            continue
+        if tokens:
+            clip = np.asarray(row.pop("tokens"), np.int16).reshape(row.pop("shape"))
+            clip_actions = np.asarray(row.pop("actions"), np.int64)
+        else:
+            clip = read_frames(row.pop("video"))
+        for start in spread_starts(len(clip), window, per_clip):
+            cut = {"start": start}
+            if tokens:
+                cut |= {"tokens": clip[start : start + window],
+                        "actions": clip_actions[start : start + window - 1]}  # fmt: skip
+            else:
+                cut["frames"] = clip[start : start + window]
+            windows.append(row | cut)
+            if len(windows) == count:
+                return windows
+    if not windows:
+        raise ValueError(f"no held-out clips of {window} frames or more in {path}")
+    return windows

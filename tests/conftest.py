@@ -111,8 +111,9 @@ def ray_cluster(local_platform: LocalPlatform):
     """This test process connected as a driver to the session's real Ray cluster."""
     import ray
 
-    # Workers import test modules too (functions defined in tests are pickled by reference).
-    pythonpath = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    # Workers import test modules too (functions defined in tests are pickled by reference,
+    # as `tests.<folder>.<module>`).
+    pythonpath = str(REPO)
     ray.init(
         address=local_platform.gcs_address,
         runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},

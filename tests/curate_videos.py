@@ -1,7 +1,7 @@
 """Crafted raw videos for the curation tests: real files PyAV wrote (or broke on purpose), short
 and small so a whole corpus takes seconds, each made to trip exactly one rule.
 
-Gameplay is the scrolling platformer of jobs/bench_curate.py at 320x180 30 FPS unless said.
+Gameplay is the scrolling platformer of jobs/benchmarks/curate.py at 320x180 30 FPS unless said.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 
-from jobs.bench_curate import blurred, gameplay_frames
+from jobs.benchmarks.curate import blurred, gameplay_frames
 from pipelines.video import write_video
 
 W, H, FPS = 320, 180, 30

@@ -1,0 +1,174 @@
+"""Training stages on the real local Ray cluster and MLflow server, at tiny size on CPU."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.common.config import load_config
+from jobs.train import run
+from jobs.training.config import TrainConfig
+from models.checkpoint import load_trained
+from models.dynamics import DynamicsModel
+from models.tokenizer import VideoTokenizer
+from tests.clips import write_clips
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    return write_clips(tmp_path_factory.mktemp("clips"), count=6)
+
+
+def config_for(
+    stage: str, name: str, data: Path, storage: Path, mlflow_uri: str, *extra: str
+) -> TrainConfig:
+    return load_config(
+        TrainConfig,
+        None,
+        [f"stage={stage}", f"name={name}", f"data={data}", f"storage_path={storage}",
+         f"mlflow_uri={mlflow_uri}", "window=4", "batch_size=2", "log_every=5", *extra],
+    )  # fmt: skip
+
+
+def logged_steps(mlflow_uri: str, run_id: str, metric: str) -> list[int]:
+    history = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_metric_history(run_id, metric)
+    return sorted(m.step for m in history)
+
+
+def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
+    ray_cluster, mlflow_uri, clips, tmp_path
+):
+    from jobs.tokenize import main as tokenize
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    scratch_before = set(Path(tempfile.gettempdir()).glob("genie-ckpt-*"))
+    tokenizer = run(config_for("tokenizer", "tok-ddp", clips, tmp_path, mlflow_uri,
+                               "num_workers=2", "steps=10", "eval_every=10", "checkpoint_every=10"))  # fmt: skip
+    assert logged_steps(mlflow_uri, tokenizer["run_id"], "loss") == [5, 10]
+    assert logged_steps(mlflow_uri, tokenizer["run_id"], "heldout_psnr") == [0, 10]
+    # Checkpoints persist under storage_path; their scratch copies do not pile up in /tmp.
+    assert set(Path(tempfile.gettempdir()).glob("genie-ckpt-*")) == scratch_before
+    finished = client.get_run(tokenizer["run_id"])
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["num_workers"] == "2"
+    assert finished.data.tags["stage"] == "tokenizer"
+    registered = client.get_registered_model("genie-tokenizer")
+    assert (
+        client.get_model_version("genie-tokenizer", registered.aliases["latest-tiny"]).run_id
+        == tokenizer["run_id"]
+    )
+    artifacts = [a.path for a in client.list_artifacts(tokenizer["run_id"], "checkpoint")]
+    assert artifacts == ["checkpoint/model.pt"]
+    local = mlflow.artifacts.download_artifacts(run_id=tokenizer["run_id"], artifact_path="checkpoint/model.pt",
+                                                tracking_uri=mlflow_uri)  # fmt: skip
+    assert isinstance(load_trained(local), VideoTokenizer)
+
+    lam = run(config_for("lam", "lam-1", clips, tmp_path, mlflow_uri, "steps=5", "eval_every=5",
+                         "checkpoint_every=5"))  # fmt: skip
+    out = tmp_path / "tokenized"
+    assert tokenize(["--clips", str(clips), "--out", str(out), "--window", "4",
+                     "--tokenizer", tokenizer["run_id"], "--lam", lam["run_id"], "--mlflow-uri", mlflow_uri]) == 0  # fmt: skip
+    shards = pq.read_table(out / "tokens").to_pylist()
+    assert len(shards) == 6  # every kept clip
+    for row in shards:
+        assert row["shape"] == [32, 12, 20]
+        assert len(row["tokens"]) == 32 * 12 * 20
+        assert len(row["actions"]) == 31 and all(0 <= a < 8 for a in row["actions"])
+        assert (row["tokenizer_run_id"], row["lam_run_id"]) == (tokenizer["run_id"], lam["run_id"])
+
+    # The stage that needs sharding at paper size: FSDP2 over 2 workers, its weights gathered
+    # into one plain checkpoint (loaded below without any sharding).
+    dynamics = run(config_for("dynamics", "dyn-1", out / "tokens", tmp_path, mlflow_uri, "steps=5",
+                              "eval_every=5", "checkpoint_every=5", "num_workers=2", "strategy=fsdp",
+                              f"tokenizer_run={tokenizer['run_id']}", f"lam_run={lam['run_id']}"))  # fmt: skip
+    tags = client.get_run(dynamics["run_id"]).data.tags
+    assert tags["upstream.tokenizer_run"] == tokenizer["run_id"]
+    assert tags["upstream.lam_run"] == lam["run_id"]
+    assert logged_steps(mlflow_uri, dynamics["run_id"], "heldout_masked_loss") == [0, 5]
+    assert isinstance(
+        load_trained(
+            mlflow.artifacts.download_artifacts(
+                run_id=dynamics["run_id"],
+                artifact_path="checkpoint/model.pt",
+                tracking_uri=mlflow_uri,
+            )
+        ),
+        DynamicsModel,
+    )
+
+    from jobs.evaluate import main as evaluate
+
+    out = tmp_path / "eval"
+    assert evaluate(["--clips", str(clips), "--out", str(out), "--samples", "2", "--frames", "10",
+                     "--maskgit-steps", "2", "--tokenizer", tokenizer["run_id"], "--lam", lam["run_id"],
+                     "--dynamics", dynamics["run_id"], "--mlflow-uri", mlflow_uri]) == 0  # fmt: skip
+    for name in ("comparison.mp4", "comparison.gif", "actions.mp4", "delta_psnr_vs_t.png",
+                 "scroll_by_action.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    experiment = client.get_experiment_by_name("genie-eval")
+    (evaluation,) = client.search_runs([experiment.experiment_id])
+    logged = evaluation.data.metrics
+    for metric in ("tokenizer_psnr", "tokenizer_ssim", "delta_psnr_t4", "generation_psnr", "fvd",
+                   "scroll_generated_action0"):  # fmt: skip
+        assert metric in logged, metric
+    assert logged["fvd"] >= 0 and 0 < logged["tokenizer_psnr"] < 100
+    assert evaluation.data.tags["upstream.dynamics_run"] == dynamics["run_id"]
+
+
+def kill_a_worker_after_step(
+    mlflow_uri: str, run_name: str, step: int, killed: list[int], timeout_s: float = 600
+) -> None:
+    """Fault injection from outside, as a crash would: SIGKILL a training worker process once
+    `step` is logged, i.e. after the checkpoint before it was committed and training went on."""
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        experiment = client.get_experiment_by_name("genie-tokenizer")
+        runs = experiment and client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.mlflow.runName = '{run_name}'"
+        )
+        if runs and step in logged_steps(mlflow_uri, runs[0].info.run_id, "loss"):
+            break
+        time.sleep(0.5)
+    for process in psutil.process_iter(["cmdline"]):
+        if "RayTrainWorker" in " ".join(process.info["cmdline"] or []):
+            process.kill()
+            killed.append(process.pid)
+            return
+
+
+def test_killed_worker_resumes_from_checkpoint_and_logs_every_step_once(
+    ray_cluster, mlflow_uri, clips, tmp_path
+):
+    common = ("steps=30", "eval_every=10", "checkpoint_every=10", "optim.warmup_steps=5")
+    baseline = run(config_for("tokenizer", "tok-steady", clips, tmp_path, mlflow_uri, *common))
+
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=kill_a_worker_after_step, args=(mlflow_uri, "tok-killed", 15, killed)
+    )
+    killer.start()
+    resumed = run(config_for("tokenizer", "tok-killed", clips, tmp_path, mlflow_uri, *common))
+    killer.join()
+
+    assert killed, "no training worker was killed: the fault was never injected"
+    assert resumed["metrics"]["step"] == 30
+    assert logged_steps(mlflow_uri, resumed["run_id"], "loss") == [5, 10, 15, 20, 25, 30]
+    # The untrained model's held-out score is logged once, not again by the restarted attempt.
+    assert logged_steps(mlflow_uri, resumed["run_id"], "heldout_psnr") == [0, 10, 20, 30]
+    final = {name: mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(r["run_id"]).data.metrics
+             for name, r in (("steady", baseline), ("resumed", resumed))}  # fmt: skip
+    print(f"final loss steady={final['steady']['loss']:.6f} resumed={final['resumed']['loss']:.6f}")
+    assert final["resumed"]["loss"] == pytest.approx(final["steady"]["loss"], rel=1e-3)
+    assert final["resumed"]["heldout_psnr"] == pytest.approx(
+        final["steady"]["heldout_psnr"], abs=0.01
+    )
