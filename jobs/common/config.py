@@ -1,13 +1,19 @@
 """One config loader for every job: frozen dataclasses, YAML presets, `key=value` overrides.
 
 A config is checked completely before any work starts; every error names the field,
-what it must be and what it got, e.g. `config field 'train.batch_size' must be > 0, got -4`.
+what it must be and what it got, e.g. `config field 'batch_size' must be in [1, 1024], got -4`.
+Every float must be finite, and every number has a declared range (`bounded`,
+`section_ranges`), so no override can switch a limit off (`decode.time_budget_s=inf`) or ask
+for an absurd size (`decode.width=200000`). Names that become paths or MLflow filters pass
+`plain_name`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,7 +31,46 @@ class ConfigError(ValueError):
 def require(condition: bool, field: str, must: str, got: Any) -> None:
     """For `__post_init__` checks: `require(self.lr > 0, "lr", "be > 0", self.lr)`."""
     if not condition:
-        raise ConfigError(f"config field '{field}' must {must}, got {got!r}")
+        shown = repr(got) if len(repr(got)) <= 100 else f"{repr(got)[:100]}..."
+        raise ConfigError(f"config field '{field}' must {must}, got {shown}")
+
+
+def bounded(default: T, low: float, high: float) -> T:
+    """A dataclass field whose value must lie in [low, high]: `steps: int = bounded(200, 1, 10**7)`.
+
+    `build` checks it before the dataclass's own `__post_init__` runs, so cross-field checks
+    there see values in range."""
+    return dataclasses.field(default=default, metadata={"range": (low, high)})
+
+
+def section_ranges(ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """Field metadata declaring the ranges of a nested section whose dataclass is defined
+    elsewhere (DecodeSpec lives in pipelines/, which cannot import this module); `build` checks
+    them as it checks `bounded` fields:
+    `decode: DecodeSpec = field(default_factory=DecodeSpec, metadata=section_ranges(...))`."""
+    return {"ranges": ranges}
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 128
+
+
+def plain_name(field: str, value: str) -> str:
+    """`value` if it is a plain name, else a ConfigError naming `field`.
+
+    For every name that becomes a path segment or goes into an MLflow filter string: letters,
+    digits, `.`, `_` and `-` only (no `/`, quotes, spaces or control characters), not `.` or
+    `..`, at most MAX_NAME_LENGTH characters."""
+    require(
+        bool(PLAIN_NAME.fullmatch(value))
+        and value not in (".", "..")
+        and len(value) <= MAX_NAME_LENGTH,
+        field,
+        f"be a plain name (letters, digits, '.', '_', '-'; not '.' or '..'; at most "
+        f"{MAX_NAME_LENGTH} characters)",
+        value,
+    )
+    return value
 
 
 def load_config(
@@ -46,8 +91,14 @@ def load_config(
     return build(cls, values)
 
 
-def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """Turn a (nested) mapping into the dataclass `cls`, checking names and types."""
+def build(
+    cls: type[T],
+    values: dict[str, Any],
+    prefix: str = "",
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> T:
+    """Turn a (nested) mapping into the dataclass `cls`, checking names, types and ranges
+    (declared with `bounded`, or for a section with `section_ranges`)."""
     if not isinstance(values, dict):
         raise ConfigError(
             f"config field '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {values!r}"
@@ -63,9 +114,17 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
                 else f"; known: {', '.join(fields)}"
             )
             raise ConfigError(f"unknown config field '{prefix}{key}'{hint}")
-    kwargs = {
-        name: _coerce(hints[name], values[name], prefix + name) for name in fields if name in values
-    }
+    kwargs = {}
+    for name in (name for name in fields if name in values):
+        metadata = fields[name].metadata
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = build(
+                hints[name], values[name], f"{prefix}{name}.", metadata.get("ranges")
+            )
+        else:
+            kwargs[name] = _coerce(hints[name], values[name], prefix + name)
+            bounds = metadata.get("range") or (ranges or {}).get(name)
+            _check_bounds(kwargs[name], prefix + name, bounds)
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field with no default was not given
@@ -145,13 +204,8 @@ def _coerce(hint: Any, value: Any, field: str) -> Any:
         return dict(value)
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):  # YAML 1.1 reads `3e-4` as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if hint is float and not isinstance(value, bool):
+        return _float(value, field)
     if hint is Path and isinstance(value, str):
         return Path(value)
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
@@ -159,3 +213,37 @@ def _coerce(hint: Any, value: Any, field: str) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"config field '{field}' must be {hint.__name__}, got {value!r}")
     return value
+
+
+def _float(value: Any, field: str) -> float:
+    """An int, a float or a numeric string (YAML 1.1 reads `3e-4` as one) as a float; an int
+    beyond float's range becomes inf, which `_check_bounds` then refuses."""
+    if isinstance(value, int | float | str):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+        except ValueError:
+            pass
+    raise ConfigError(f"config field '{field}' must be float, got {value!r}")
+
+
+def _check_bounds(value: Any, field: str, bounds: tuple[float, float] | None) -> None:
+    """The field's declared range (the error names it); without one, still no inf or nan
+    anywhere: either would switch off any limit it is compared with."""
+    if bounds is not None:
+        _require_in_range(value, field, *bounds)
+    elif isinstance(value, float):
+        require(math.isfinite(value), field, "be a finite number", value)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_bounds(item, f"{field}[{i}]", None)
+
+
+def _require_in_range(value: float, field: str, low: float, high: float) -> None:
+    """`config field 'decode.width' must be in [2, 3840], got 200000`."""
+    require(low <= value <= high, field, f"be in [{_number(low)}, {_number(high)}]", value)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"

@@ -9,8 +9,10 @@ memory, as separate machines would be. Ray only accepts worker nodes when it run
 multi-node mode, and in that mode Ray's internal ports (GCS, raylets, object managers, agents,
 workers) listen on all interfaces; the dashboard/jobs API and MLflow stay on 127.0.0.1, token
 auth stays on (platform/README.md, "Ports"). Ray's jobs API wants the token in ~/.ray/auth_token.
-State and logs live in $GENIE_HOME (default: .genie/ in the repo). `up` twice is harmless;
-`down` stops only the processes `up` started (by their pid files), never another Ray on the machine.
+State and logs live in $GENIE_HOME (default: .genie/ in the repo), which `up` keeps 0700: no
+other user of the machine reaches Ray's sockets and 0777 folders, the unpacked job code or
+MLflow's SQLite file. `up` twice is harmless; `down` stops only the processes `up` started: a
+pid file counts only while its process still runs the command `up` recorded beside it.
 Ports come from the environment so a test session can run beside a user's platform:
 GENIE_RAY_PORT, GENIE_DASHBOARD_PORT, GENIE_RAY_CLIENT_PORT, GENIE_RAY_AGENT_PORT, GENIE_MLFLOW_PORT.
 """
@@ -18,11 +20,11 @@ GENIE_RAY_PORT, GENIE_DASHBOARD_PORT, GENIE_RAY_CLIENT_PORT, GENIE_RAY_AGENT_POR
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ HOST = "127.0.0.1"
 # A node joining a head on a busy 2-core machine can take minutes; a failure shows sooner.
 START_TIMEOUT_S = int(os.environ.get("GENIE_START_TIMEOUT_S", 180))
 STOP_TIMEOUT_S = 30
+MAX_RAY_TEMP_DIR = 40  # Ray's socket paths below its temp dir must stay under 107 bytes
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,16 @@ class Platform:
         return self.nodes > 1
 
     @property
-    def ray_temp_dir(self) -> Path:
-        # Ray's socket paths must stay under 107 bytes: fall back to a short dir under /tmp.
+    def ray_temp_dir(self) -> Path | None:
+        """Ray's temp dir (sessions, sockets, logs, unpacked job code). Ray makes its folders
+        0777, so it must sit below a folder only we can enter: `ray/` in GENIE_HOME, or, where
+        that path is too long, `ray/` in a private folder with a random name in the system temp
+        dir, which `up` makes (`make_private`) and records here (None before that)."""
         path = self.home / "ray"
-        if len(str(path)) <= 40:
+        if len(str(path)) <= MAX_RAY_TEMP_DIR:
             return path
-        digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:10]
-        return Path(tempfile.gettempdir()) / f"genie-ray-{digest}"
+        pointer = self.home / "ray-temp-dir"
+        return Path(pointer.read_text().strip()) / "ray" if pointer.exists() else None
 
     @property
     def dashboard_url(self) -> str:
@@ -97,6 +103,10 @@ class Platform:
 
     def pid_file(self, service: str) -> Path:
         return self.home / f"{service}.pid"
+
+    def command_file(self, service: str) -> Path:
+        """The command `up` started `service` with: a pid counts only while it runs this."""
+        return self.home / f"{service}.command.json"
 
     def log_file(self, service: str) -> Path:
         return self.home / "logs" / f"{service}.log"
@@ -122,18 +132,69 @@ def ensure_token() -> str:
     return TOKEN_FILE.read_text().strip()
 
 
+def is_private_dir(path: Path) -> bool:
+    """A real folder (no symlink) of ours that no one else may enter (mode 0700 or tighter)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def make_private(platform: Platform) -> None:
+    """GENIE_HOME 0700 (made so, or tightened), MLflow's SQLite file 0600, and where Ray's temp
+    dir cannot live in GENIE_HOME, a fresh private folder for it (mkdtemp: 0700, a name no one
+    can guess, so no one can plant it first in a shared /tmp)."""
+    home = platform.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = home.stat()
+    if info.st_uid != os.getuid():
+        raise SystemExit(f"GENIE_HOME {home} belongs to another user; choose a folder of your own")
+    if info.st_mode & 0o077:
+        print(f"{home}: was {stat.S_IMODE(info.st_mode):o}, now 700 (ours alone)")
+        home.chmod(0o700)
+    database = home / "mlflow" / "mlflow.db"
+    if database.exists():
+        database.chmod(0o600)
+    temp_dir = platform.ray_temp_dir
+    if not temp_dir or (temp_dir.parent != home and not is_private_dir(temp_dir.parent)):
+        private = tempfile.mkdtemp(prefix="genie-")
+        (home / "ray-temp-dir").write_text(private)
+
+
+def process_command(pid: int) -> list[str] | None:
+    """The command line process `pid` runs (None if there is no such process)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except PermissionError:
+        return []  # not ours to read, so not ours
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
 def running_pid(platform: Platform, service: str) -> int | None:
-    """The pid `up` recorded for `service`, if that process is still alive."""
-    path = platform.pid_file(service)
+    """The pid `up` recorded for `service`, if that process still runs the command `up` started
+    it with. A pid file alone is not trusted: after a crash or a reboot its pid may belong to
+    another program, which must never be signalled (the pid file is then removed)."""
+    path, command_file = platform.pid_file(service), platform.command_file(service)
     if not path.exists():
         return None
     pid = int(path.read_text().strip())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink()
+    running = process_command(pid)
+    if running is not None and not command_file.exists():  # from a localctl before this check
+        print(f"{service}: pid {pid} in {path} has no recorded command, so it is not signalled; "
+              f"if it is this platform's, stop it with: kill -- -{pid}")  # fmt: skip
         return None
-    return pid
+    started = json.loads(command_file.read_text()) if running is not None else []
+    if started and running[-len(started) :] == started:
+        return pid
+    if running is not None:
+        print(f"{service}: pid {pid} in {path} runs {' '.join(running)[:100]!r}, not the command "
+              "`up` recorded: leaving it alone")  # fmt: skip
+    path.unlink()
+    command_file.unlink(missing_ok=True)
+    return None
 
 
 def port_in_use(port: int) -> bool:
@@ -263,8 +324,9 @@ def start(
 ) -> None:
     """Start `service` in its own process group and wait until `ready_url` answers 200 (or,
     for a node, which has no URL of its own, until `ready()` says so)."""
-    if running_pid(platform, service):
-        print(f"{service}: already running (pid {running_pid(platform, service)})")
+    pid = running_pid(platform, service)
+    if pid:
+        print(f"{service}: already running (pid {pid})")
         return
     if ready is None:
         ready = lambda: http_status(ready_url, token) == 200  # noqa: E731
@@ -279,7 +341,11 @@ def start(
             env=service_env(platform),
             cwd=REPO,
             start_new_session=True,  # its own process group: `down` stops exactly this tree
+            # MLflow's database and artifacts are ours alone; Ray keeps the user's umask for what
+            # jobs write (their outputs), and its own folders sit below a private one.
+            umask=0o077 if service == "mlflow" else -1,
         )
+    platform.command_file(service).write_text(json.dumps(command))
     platform.pid_file(service).write_text(str(process.pid))
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
@@ -310,6 +376,7 @@ def stop(platform: Platform, service: str) -> None:
         print(f"{service}: still running after {STOP_TIMEOUT_S}s, killing it")
         os.killpg(pid, signal.SIGKILL)
     platform.pid_file(service).unlink(missing_ok=True)
+    platform.command_file(service).unlink(missing_ok=True)
     print(f"{service}: stopped")
 
 
@@ -322,7 +389,7 @@ def recorded_nodes(platform: Platform) -> int | None:
 
 
 def up(platform: Platform) -> None:
-    platform.home.mkdir(parents=True, exist_ok=True)
+    make_private(platform)
     token = ensure_token()
     recorded = recorded_nodes(platform)
     if running_pid(platform, "ray") and recorded not in (None, platform.nodes):
@@ -357,7 +424,8 @@ def down(platform: Platform) -> None:
     stop(platform, "ray")
     stop(platform, "mlflow")
     # A stale pointer here makes the next ray.init() with this temp dir try to join a dead cluster.
-    (platform.ray_temp_dir / "ray_current_cluster").unlink(missing_ok=True)
+    if platform.ray_temp_dir:
+        (platform.ray_temp_dir / "ray_current_cluster").unlink(missing_ok=True)
 
 
 def status(platform: Platform) -> None:

@@ -58,6 +58,7 @@ API_VERSIONS = {
     "StatefulSet": "apps/v1",
     "Service": "v1",
     "ConfigMap": "v1",
+    "ServiceAccount": "v1",
 }
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 JOB_MODULES = {module for module, _ in SUBCOMMANDS.values()}
@@ -166,7 +167,8 @@ def test_kubernetes_documents_have_the_required_fields():
         assert doc["kind"] in API_VERSIONS, f"{where}: unexpected kind"
         assert doc.get("apiVersion") == API_VERSIONS[doc["kind"]], where
         assert DNS_1123.match(doc["metadata"]["name"]), f"{where}: bad name"
-        assert ("data" if doc["kind"] == "ConfigMap" else "spec") in doc, where
+        body = {"ConfigMap": "data", "ServiceAccount": "metadata"}.get(doc["kind"], "spec")
+        assert body in doc, where
         if doc["kind"] in ("Deployment", "StatefulSet"):
             labels = doc["spec"]["template"]["metadata"]["labels"]
             assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items(), where

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import ipaddress
 import json
+import os
+import shutil
+import signal
+import stat
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, LocalPlatform, start_platform, stop_platform
+from tests.conftest import LOCALCTL, REPO, LocalPlatform, start_platform, stop_platform
 
 
 def http_status(url: str, headers: dict[str, str] | None = None) -> int:
@@ -142,3 +150,126 @@ def test_up_status_down_leaves_no_process_behind():
     assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert processes_mentioning(str(platform.home)) == []
     assert "down" in platform.ctl("status").stdout
+
+
+# ---------------------------------------------------------------- a shared machine
+
+
+def load_localctl():
+    """platform/local/localctl.py as a module (platform/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("localctl", LOCALCTL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localctl"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def others_can_reach(path: Path) -> bool:
+    """Another user (neither owner nor group) can get to `path`: every folder above lets
+    others through."""
+    return all(mode(folder) & stat.S_IXOTH for folder in path.parents)
+
+
+def test_no_other_user_can_reach_the_platforms_files(local_platform: LocalPlatform, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "job.py").write_text("print('unpacked')\n")
+    submit = subprocess.run(
+        ["ray", "job", "submit", "--working-dir", str(code), "--", "python", "job.py"],
+        env=local_platform.env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert submit.returncode == 0 and "unpacked" in submit.stdout, submit.stderr
+    home = local_platform.home
+    assert mode(home) == 0o700
+    assert mode(home / "mlflow" / "mlflow.db") & 0o077 == 0, "MLflow's database is readable"
+    paths = [Path(root, name) for root, dirs, files in os.walk(home) for name in dirs + files]
+    unpacked = [p for p in paths if p.name == "job.py" and "runtime_resources" in p.parts]
+    assert unpacked, "found no unpacked job code: the check looked in the wrong place"
+    # Ray makes its own folders 0777 (sockets, sessions, job code): only GENIE_HOME above keeps
+    # other users out, so nothing under it may be reachable by them.
+    assert any(mode(p) & stat.S_IWOTH for p in paths if p.is_dir() and not p.is_symlink())
+    open_to_others = [p for p in paths if mode(p) & (stat.S_IWOTH | stat.S_IROTH)]
+    assert not [p for p in open_to_others if others_can_reach(p)]
+
+
+def test_make_private_makes_genie_home_0700_and_mlflows_database_0600(tmp_path):
+    localctl = load_localctl()
+    fresh = localctl.Platform(home=tmp_path / "new" / ".genie", ports=localctl.Ports.from_env())
+    localctl.make_private(fresh)
+    assert mode(fresh.home) == 0o700
+    old = localctl.Platform(home=tmp_path / "old", ports=localctl.Ports.from_env())
+    (old.home / "mlflow").mkdir(parents=True)
+    (old.home / "mlflow" / "mlflow.db").write_text("")
+    old.home.chmod(0o755)
+    (old.home / "mlflow" / "mlflow.db").chmod(0o644)
+    localctl.make_private(old)  # a platform made before: tightened
+    assert (mode(old.home), mode(old.home / "mlflow" / "mlflow.db")) == (0o700, 0o600)
+
+
+def test_a_long_genie_home_puts_ray_below_a_private_folder_no_one_can_plant(tmp_path):
+    localctl = load_localctl()
+    home = tmp_path / ("long" * 10) / ".genie"
+    platform = localctl.Platform(home=home, ports=localctl.Ports.from_env())
+    # What another user could plant before: the name the temp dir used to derive from the home.
+    digest = hashlib.sha1(str(home).encode()).hexdigest()[:10]
+    planted = Path(tempfile.gettempdir()) / f"genie-ray-{digest}"
+    planted.mkdir(mode=0o777, exist_ok=True)
+    made = []
+    try:
+        localctl.make_private(platform)
+        made.append(platform.ray_temp_dir.parent)
+        assert not platform.ray_temp_dir.is_relative_to(planted)
+        assert made[0].parent == Path(tempfile.gettempdir()) and mode(made[0]) == 0o700
+        assert made[0].stat().st_uid == os.getuid() and not made[0].is_symlink()
+        localctl.make_private(platform)  # `up` again: the same folder
+        assert platform.ray_temp_dir.parent == made[0]
+        made[0].chmod(0o777)  # no longer private (gone and made again by someone): a new one
+        localctl.make_private(platform)
+        made.append(platform.ray_temp_dir.parent)
+        assert made[1] != made[0] and mode(made[1]) == 0o700
+    finally:
+        for folder in (planted, *made):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def sleeper(seconds: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"],
+                            start_new_session=True)  # fmt: skip
+
+
+def test_down_never_signals_a_process_its_pid_file_does_not_describe(tmp_path):
+    home = tmp_path / ".genie"
+    home.mkdir()
+    stranger, ours = sleeper(120), sleeper(121)
+    try:
+        # A pid reused by another program, and a pid file with no command recorded beside it.
+        (home / "mlflow.pid").write_text(str(stranger.pid))
+        (home / "mlflow.command.json").write_text(json.dumps(["mlflow", "server"]))
+        (home / "ray-node-1.pid").write_text(str(stranger.pid))
+        # The process `up` started, as recorded.
+        (home / "ray.pid").write_text(str(ours.pid))
+        (home / "ray.command.json").write_text(json.dumps(ours.args))
+        down = subprocess.Popen(
+            [sys.executable, str(LOCALCTL), "down"], env=dict(os.environ, GENIE_HOME=str(home)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert ours.wait(timeout=60) == -signal.SIGTERM
+        output, _ = down.communicate(timeout=60)
+        assert down.returncode == 0, output
+        time.sleep(0.5)
+        assert stranger.poll() is None, "down signalled a process it did not start"
+        assert "mlflow: pid" in output and "leaving it alone" in output
+        assert f"ray-node-1: pid {stranger.pid}" in output and "no recorded command" in output
+        assert "ray: stopped" in output
+        # A pid now another program's is forgotten; one from before commands were recorded is
+        # kept (with the way to stop it by hand printed), never signalled.
+        assert [p.name for p in home.iterdir()] == ["ray-node-1.pid"]
+    finally:
+        for process in (stranger, ours):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

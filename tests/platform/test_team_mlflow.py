@@ -233,8 +233,9 @@ def test_training_job_logs_to_postgres_backed_mlflow_with_proxied_artifacts(
     assert [m.step for m in client.get_metric_history(run_id, "heldout_psnr")] == [0, 5]
     # Artifacts went through the server (the job had no direct access to the store).
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
-    assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/model.pt"]
-    assert list(team_mlflow.artifacts.rglob("model.pt"))
+    # The model is registered by the URI of its weights: only its model.json goes through MLflow.
+    assert [a.path for a in client.list_artifacts(run_id, "model")] == ["model/model.json"]
+    assert list(team_mlflow.artifacts.rglob("model.json"))
     # The numbers are in PostgreSQL itself.
     pg = team_mlflow.postgres
     with psycopg.connect(host="127.0.0.1", port=pg.port, user="mlflow", password=pg.password,
