@@ -1,9 +1,11 @@
 """Curate raw gameplay video into 16 s clips at 10 FPS, 160x90, with scores, rejects and a funnel.
 
-`score` decodes every source once on Ray Data and stores every clip with all of its scores;
-`select` applies thresholds to the stored scores in seconds, without decoding; `run` does both.
-Every source ends accepted, rejected (with a reason) or errored (with the error): summary.json
-says so, with the funnel per filter, throughput, config and code version. Each command is an
+`score` decodes every source once on Ray Data, splits it into shots at hard cuts, and stores
+every clip (cut within shots) with all of its scores; `select` applies thresholds to the stored
+scores in seconds, without decoding; `run` does both. Every entry of the source listing ends
+accepted, rejected (with a reason), errored (with the error) or skipped (not a video, hidden, a
+FIFO, a symlink loop, ...: with the reason): summary.json says so, with the funnel per filter,
+the footage lost to cuts, throughput, config and code version. Each command is an
 MLflow run in experiment genie-curate, tagged with the dataset version (a hash of what the
 output holds). A killed `score` or `run` resumes when rerun with the same --out.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 from jobs.common.config import ConfigError, load_config
 from jobs.curation.config import PRESETS_DIR, CurateConfig, threshold_overrides
-from pipelines.curation.selection import describe_filters
+from pipelines.curation.filters import describe_filters
 
 EXPERIMENT = "genie-curate"
 
@@ -38,6 +40,11 @@ examples:
 
 filters, in the order they are applied (the first that fails is the reject reason):
 {describe_filters()}
+
+Sources are split into shots at hard cuts (decode.cut_threshold) and clips are cut within
+shots, so no clip holds a cut; summary.json says how much footage the cuts cost. A folder's
+entries that are not videos to decode (other suffixes, hidden names, FIFOs, symlinks to
+folders or out of the folder, names that are not UTF-8) are listed as skipped, with the reason.
 
 Any config field can be set as key=value (decode.clip_frames=80, thresholds.blur=30); the
 defaults are written out in jobs/configs/curate/default.yaml. Every field is checked before
@@ -102,15 +109,16 @@ def resolve_config(args: argparse.Namespace) -> CurateConfig:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     config.require_paths(args.command)
-    if args.command in ("score", "run"):
-        from pipelines.curation.scoring import check_spec
-        from pipelines.curation.sources import check_source
+    from pipelines.curation.sources import check_source
+    from pipelines.curation.store import check_out, check_spec
 
-        try:
+    try:
+        check_out(config.out)
+        if args.command in ("score", "run"):
             check_source(config.source)
             check_spec(config.out, config.decode)
-        except (OSError, ValueError) as error:
-            raise ConfigError(str(error)) from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(str(error)) from None
     return config
 
 
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def run_score(config: CurateConfig) -> dict[str, Any]:
     import ray
 
-    from pipelines.curation.scoring import score, write_output
+    from pipelines.curation.scoring import score
+    from pipelines.curation.store import write_output
 
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
@@ -173,8 +182,8 @@ def run_select(config: CurateConfig, command: str, tracker: Any) -> dict[str, An
     """Select, then write summary.json, manifest.json and the report pictures, and log them."""
     from jobs.curation.report import render_report
     from pipelines.curation.filters.quality import load_model
-    from pipelines.curation.scoring import read_output, write_output
     from pipelines.curation.selection import Selector
+    from pipelines.curation.store import read_output, write_output
 
     selection = config.selection()
     model = load_model(config.quality_model) if config.quality_model else None
@@ -189,6 +198,7 @@ def run_select(config: CurateConfig, command: str, tracker: Any) -> dict[str, An
         "sources": result["sources"],
         "conservation": _conservation(result["sources"]),
         "clips": result["clips"],
+        "footage": result["footage"],
         "selection": result["selection"],
         "throughput": {
             "score": read_output(config.out, "score.json"),
@@ -211,7 +221,7 @@ def _conservation(sources: dict[str, Any]) -> str:
     ok = "holds" if sources["conserved"] else "DOES NOT HOLD"
     return (
         f"{sources['inputs']} inputs = {sources['accepted']} accepted + {sources['rejected']} "
-        f"rejected + {sources['errored']} errored ({ok})"
+        f"rejected + {sources['errored']} errored + {sources['skipped']} skipped ({ok})"
     )
 
 
@@ -222,10 +232,13 @@ def _log_select(tracker: Any, summary: dict, manifest: dict, pictures: dict[str,
         "sources.accepted": sources["accepted"],
         "sources.rejected": sources["rejected"],
         "sources.errored": sources["errored"],
+        "sources.skipped": sources["skipped"],
         "clips.scored": clips["scored"],
         "clips.kept": clips["kept"],
         "clips.keep_rate": clips["kept"] / max(1, clips["scored"]),
         "select_s": summary["throughput"]["select_s"],
+        "footage.lost_to_cuts_s": summary["footage"]["lost_to_cuts_s"],
+        "footage.in_kept_clips_s": summary["footage"]["in_kept_clips_s"],
     }
     metrics.update({f"funnel.{s['filter']}.rejected": s["rejected"] for s in clips["funnel"]})
     tracker.log_metrics(metrics, step=0)
@@ -245,7 +258,7 @@ def _log_select(tracker: Any, summary: dict, manifest: dict, pictures: dict[str,
 def fit_quality(args: argparse.Namespace) -> int:
     from jobs.common.tracking import tracked_run
     from pipelines.curation.filters.quality import fit_from_scored, save_model
-    from pipelines.curation.scoring import SCORED
+    from pipelines.curation.store import SCORED
 
     try:
         model = fit_from_scored(f"{args.scored.rstrip('/')}/{SCORED}", args.labels)

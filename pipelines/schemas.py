@@ -1,11 +1,12 @@
-"""Pyarrow schemas of everything curation reads and writes (DESIGN.md §3).
+"""Pyarrow schemas of everything curation reads and writes.
 
 Score writes one table, `scored/`, with two kinds of rows: one per clip (mp4 bytes and every
-pixel score) and one per source (what happened to it: scored, rejected before decode, or
-errored). Select turns it into the published tables: `clips/` (kept clips, what training
+pixel score) and one per entry of the listing (what happened to it: scored, rejected before
+decode, errored, or skipped by the listing with the reason). Select turns it into the published tables: `clips/` (kept clips, what training
 reads), `rejects/` (clips and sources that did not pass, with reason and scores, no video),
 `errors/` (sources or clips that could not be processed, with the error text) and `sources/`
-(one final verdict per source, so inputs = accepted + rejected + errored can be checked).
+(one final verdict per entry, so inputs = accepted + rejected + errored + skipped can be
+checked).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _CLIP_FIELDS = [
     pa.field("width", pa.int32()),
 ]
 
-SOURCE_STATUS = ("scored", "rejected", "errored")  # status of a source row in scored/
+SOURCE_STATUS = ("scored", "rejected", "errored", "skipped")  # status of a source row in scored/
 
 SCORED_SCHEMA = pa.schema(
     [pa.field("kind", pa.string())]  # "clip" or "source"
@@ -54,6 +55,10 @@ SCORED_SCHEMA = pa.schema(
         pa.field("source_fps", pa.float64()),
         pa.field("frames_decoded", pa.int64()),
         pa.field("clips", pa.int32()),
+        pa.field("shots", pa.int32()),  # pieces between hard cuts; clips never cross one
+        pa.field("short_shots", pa.int32()),  # shots shorter than a clip (they give no clip)
+        pa.field("frames_in_clips", pa.int64()),  # output frames that clips cover
+        pa.field("frames_lost_to_cuts", pa.int64()),  # would be in a clip without the cuts
         pa.field("decode_s", pa.float64()),
         pa.field("worker_peak_rss_mb", pa.float64()),
     ]
@@ -92,14 +97,14 @@ ERRORS_SCHEMA = pa.schema(
     ]
 )
 
-SOURCE_VERDICTS = ("accepted", "rejected", "errored")
+SOURCE_VERDICTS = ("accepted", "rejected", "errored", "skipped")
 
 SOURCES_SCHEMA = pa.schema(
     [
         pa.field("source_uri", pa.string()),
         pa.field("source_id", pa.string()),
         pa.field("verdict", pa.string()),  # one of SOURCE_VERDICTS
-        pa.field("reason", pa.string()),  # why rejected or errored; "" when accepted
+        pa.field("reason", pa.string()),  # why rejected, errored or skipped; "" when accepted
         pa.field("clips_scored", pa.int32()),
         pa.field("clips_kept", pa.int32()),
         pa.field("source_bytes", pa.int64()),
@@ -107,6 +112,9 @@ SOURCES_SCHEMA = pa.schema(
         pa.field("source_width", pa.int32()),
         pa.field("source_height", pa.int32()),
         pa.field("source_fps", pa.float64()),
+        pa.field("shots", pa.int32()),
+        pa.field("short_shots", pa.int32()),
+        pa.field("frames_lost_to_cuts", pa.int64()),
         pa.field("decode_s", pa.float64()),
         pa.field("note", pa.string()),
     ]

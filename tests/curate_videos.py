@@ -149,3 +149,10 @@ def audio_only(path: Path, seconds: float) -> Path:
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return path
+
+
+def shots(path: Path, seconds: float, seeds: tuple[int, ...], fps: int = 10) -> Path:
+    """Levels of `seconds` each back to back: a hard cut every `seconds` (at 320x180)."""
+    frames = [f for seed in seeds for f in gameplay_frames(seconds, fps, W, H, seed)]
+    write_video(path, frames, fps)
+    return path

@@ -26,6 +26,7 @@ import av
 import cv2
 import numpy as np
 
+from jobs.benchmarks.curate_profile import print_profile, profile_operators
 from pipelines.curation.decode import DecodeSpec, resize_frame
 from pipelines.video import write_video
 
@@ -35,6 +36,8 @@ examples:
   python -m jobs.bench curate                     # 1x and 4x input, side by side
   python -m jobs.benchmarks.curate --sources 4 --seconds 40 --width 640 --height 360
   python -m jobs.benchmarks.curate --json bench-curate.json
+  python -m jobs.bench curate --grain 0            # clean synthetic frames: decoding is cheap
+  python -m jobs.bench curate --hostile            # peak memory of a hostile folder's run
 """
 
 
@@ -83,10 +86,22 @@ def blurred(frames: Iterator[np.ndarray], sigma: float) -> Iterator[np.ndarray]:
         yield cv2.GaussianBlur(frame, (0, 0), sigma)
 
 
-def _write_source(path: Path, seconds: float, width: int, height: int, seed: int) -> Path:
+def with_grain(frames: Iterator[np.ndarray], sigma: float, seed: int) -> Iterator[np.ndarray]:
+    """The frames with Gaussian sensor noise of `sigma` levels, as a camera or a capture card
+    adds: H.264 then spends bits on it, so decoding costs what real footage costs."""
+    rng = np.random.default_rng(seed)
+    for frame in frames:
+        noise = rng.normal(0.0, sigma, frame.shape).astype(np.float32)
+        yield np.clip(frame + noise, 0, 255).astype(np.uint8)
+
+
+def _write_source(
+    path: Path, seconds: float, width: int, height: int, seed: int, grain: float = 0.0
+) -> Path:
     if not path.exists():
         partial = path.with_name(f".partial-{path.name}")
-        write_video(partial, gameplay_frames(seconds, 30, width, height, seed), 30)
+        frames = gameplay_frames(seconds, 30, width, height, seed)
+        write_video(partial, with_grain(frames, grain, seed) if grain else frames, 30)
         partial.replace(path)
     return path
 
@@ -117,13 +132,16 @@ def remux_repeated(source: Path, target: Path, times: int) -> Path:
     return target
 
 
-def make_corpus(workdir: Path, sources: int, seconds: float, width: int, height: int) -> dict:
+def make_corpus(
+    workdir: Path, sources: int, seconds: float, width: int, height: int, grain: float = 0.0
+) -> dict:
     """{1: [paths], 4: [paths]}: the 1x sources rendered in parallel, the 4x ones remuxed."""
-    base = workdir / f"{width}x{height}-{seconds:g}s"
+    base = workdir / f"{width}x{height}-{seconds:g}s-grain{grain:g}"
     (base / "x1").mkdir(parents=True, exist_ok=True)
     (base / "x4").mkdir(parents=True, exist_ok=True)
     jobs = [
-        (base / "x1" / f"game{i:03d}.mp4", seconds, width, height, 7000 + i) for i in range(sources)
+        (base / "x1" / f"game{i:03d}.mp4", seconds, width, height, 7000 + i, grain)
+        for i in range(sources)
     ]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         ones = list(pool.map(_write_source, *zip(*jobs, strict=True)))
@@ -195,9 +213,11 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
         _write_source(path, 1.0, 160, 90, i)
     for folder in (out, out.parent / "warmup-out"):
         shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
     ray.init(num_cpus=cpus, logging_level="ERROR", include_dashboard=False)
     try:  # a running cluster has its workers up and modules imported: so does this one
         score(manifest("warmup", warmups), str(out.parent / "warmup-out"), spec, progress=print)
+        startup_s = time.perf_counter() - started
         cpu_started = _cpu_seconds()
         report = score(manifest(out.name, paths), str(out), spec, wave_sources=len(paths),
                        progress=print)  # fmt: skip
@@ -220,6 +240,7 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
     ]
     return {
         "clips": report.clips,
+        "startup_s": startup_s,  # Ray start and a first wave of tiny sources, not in `seconds`
         "seconds": report.seconds,
         "cpus": cpus,
         "clips_per_s_per_core": report.clips / report.seconds / cpus,
@@ -242,15 +263,19 @@ def run_curate_bench(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seconds", type=float, default=48.0, help="length of a 1x source")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--grain", type=float, default=4.5,
+                        help="sensor noise of the sources (0: clean synthetic frames)")  # fmt: skip
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workdir", default=".genie/bench/curate")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     spec = DecodeSpec()
     workdir = Path(args.workdir)
-    corpus = make_corpus(workdir, args.sources, args.seconds, args.width, args.height)
-    figures: dict[str, Any] = {"input": f"{args.sources} sources, {args.width}x{args.height} 30 FPS H.264",
-                               "cpus": args.cpus}  # fmt: skip
+    corpus = make_corpus(workdir, args.sources, args.seconds, args.width, args.height, args.grain)
+    figures: dict[str, Any] = {"input": f"{args.sources} sources, {args.width}x{args.height} 30 FPS H.264, "
+                                        f"grain {args.grain:g}", "cpus": args.cpus}  # fmt: skip
+    figures["profile"] = profile_operators(corpus[1], spec)
+    figures["profile"]["bare_cpu_s"] = bare_loop(corpus[1], spec)["cpu_s"]
     for scale, paths in corpus.items():
         before = bare_loop(paths, spec)
         full = pipeline(paths, spec, workdir / f"out-x{scale}", args.cpus)
@@ -267,6 +292,7 @@ def run_curate_bench(argv: list[str] | None = None) -> dict[str, Any]:
         CLIPS_55M / figures["x4"]["pipeline"]["clips_per_cpu_s"] / 3600
     )
     _print(figures)
+    print_profile(figures["profile"], figures["profile"]["bare_cpu_s"])
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return figures
@@ -288,14 +314,15 @@ def _print(figures: dict[str, Any]) -> None:
     print(f"\ncuration benchmark: {figures['input']}, pipeline on {figures['cpus']} cores")
     print(f"{'input':>6} {'clips':>6} {'bare clips/s/core':>18} {'pipeline clips/s/core':>22} "
           f"{'ratio':>6} {'bare clips/cpu-s':>17} {'pipeline clips/cpu-s':>21} {'ratio':>6} "
-          f"{'peak RSS/worker':>16}")  # fmt: skip
+          f"{'peak RSS/worker':>16} {'start-up':>9}")  # fmt: skip
     for scale in ("x1", "x4"):
         row = figures[scale]
         bare, full = row["bare"], row["pipeline"]
         print(f"{scale:>6} {full['clips']:>6} {bare['clips_per_s_per_core']:>18.2f} "
               f"{full['clips_per_s_per_core']:>22.2f} {row['ratio']:>6.2f} "
               f"{bare['clips_per_cpu_s']:>17.2f} {full['clips_per_cpu_s']:>21.2f} "
-              f"{row['cpu_ratio']:>6.2f} {full['worker_peak_rss_mb']:>13.0f} MB")  # fmt: skip
+              f"{row['cpu_ratio']:>6.2f} {full['worker_peak_rss_mb']:>13.0f} MB "
+              f"{full['startup_s']:>7.1f} s")  # fmt: skip
     print("(wall clips/s per core suffers when other work shares the cores; clips per CPU-second "
           "counts all Ray processes and does not)")  # fmt: skip
     steady = figures["steady"]
@@ -308,7 +335,11 @@ def _print(figures: dict[str, Any]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """`python -m jobs.bench curate ...`"""
+    """`python -m jobs.bench curate ...` (`--hostile`: the hostile-folder run instead)."""
+    if "--hostile" in argv:
+        from jobs.benchmarks.curate_hostile import run as run_hostile
+
+        return run_hostile([a for a in argv if a != "--hostile"])
     run_curate_bench(argv)
     return 0
 

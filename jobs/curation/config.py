@@ -7,12 +7,35 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from jobs.common.config import ConfigError, flatten, require, to_dict
+from jobs.common.config import (
+    ConfigError,
+    bounded,
+    flatten,
+    plain_name,
+    require,
+    section_ranges,
+    to_dict,
+)
 from pipelines.curation.conditions import Selection, parse_where, thresholds_condition
 from pipelines.curation.decode import DecodeSpec
 from pipelines.curation.filters import BY_NAME, Thresholds
 
 PRESETS_DIR = Path(__file__).parents[1] / "configs" / "curate"
+
+# Decode settings a config may ask for (DecodeSpec lives in pipelines/, its ranges here).
+DECODE_RANGES: dict[str, tuple[float, float]] = {
+    "fps": (1, 120),
+    "width": (2, 3840),
+    "height": (2, 2160),
+    "clip_frames": (2, 1024),
+    "stride_frames": (1, 100_000),
+    "cut_threshold": (0.01, 1.0),  # 1 never splits a source into shots
+    "max_duration_s": (0.001, 86_400.0),
+    "max_pixels": (1, 7680 * 4320),  # 8K
+    "time_budget_s": (0.001, 86_400.0),
+    "crf": (0, 51),
+}
+MAX_CLIP_BYTES = 2**30  # one decoded clip, held whole in memory: clip_frames x height x width x 3
 
 # Valid threshold ranges, by what each score can be.
 THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
@@ -30,27 +53,29 @@ THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
 class CurateConfig:
     source: str = ""  # directory, glob or manifest (.parquet/.csv with a `uri` column)
     out: str = ""  # output root: scored/, clips/, rejects/, errors/, sources/, summary.json
-    decode: DecodeSpec = field(default_factory=DecodeSpec)
+    decode: DecodeSpec = field(default_factory=DecodeSpec, metadata=section_ranges(DECODE_RANGES))
     thresholds: Thresholds = field(default_factory=Thresholds)
     where: str = ""  # an expression over scores; when set it replaces `thresholds`
     quality_model: str = ""  # JSON written by `genie curate fit-quality`; "" = no quality filter
-    wave_sources: int = 512  # sources per wave (a unit of commit and resume)
-    shard_rows: int = 8000  # rows per scored shard (~200 MB of 25 KB clips)
-    select_threads: int = 4
+    wave_sources: int = bounded(512, 1, 65_536)  # sources per wave (a unit of commit and resume)
+    shard_rows: int = bounded(8000, 1, 100_000)  # rows per scored shard (~200 MB of 25 KB clips)
+    select_threads: int = bounded(4, 1, 256)
     mlflow_uri: str = ""  # default: $MLFLOW_TRACKING_URI
     run_name: str = ""  # MLflow run name; default: <command>-<out folder name>
 
     def __post_init__(self):
         d = self.decode
-        for key in ("fps", "width", "height", "clip_frames", "stride_frames", "max_pixels"):
-            require(getattr(d, key) > 0, f"decode.{key}", "be > 0", getattr(d, key))
         for key in ("width", "height"):
             value = getattr(d, key)
             require(value % 2 == 0, f"decode.{key}", "be even (H.264 4:2:0 needs it)", value)
-        require(d.clip_frames >= 2, "decode.clip_frames", "be >= 2", d.clip_frames)
-        require(d.max_duration_s > 0, "decode.max_duration_s", "be > 0", d.max_duration_s)
-        require(d.time_budget_s > 0, "decode.time_budget_s", "be > 0", d.time_budget_s)
-        require(0 <= d.crf <= 51, "decode.crf", "be in [0, 51]", d.crf)
+        clip_bytes = d.clip_frames * d.height * d.width * 3
+        require(
+            clip_bytes <= MAX_CLIP_BYTES,
+            "decode.clip_frames",
+            f"keep a decoded clip within {MAX_CLIP_BYTES / 2**30:g} GiB (clip_frames x height x "
+            f"width x 3 bytes: {clip_bytes / 2**30:.1f} GiB at {d.width}x{d.height})",
+            d.clip_frames,
+        )
         for item in fields(Thresholds):
             low, high = THRESHOLD_RANGES[item.name]
             value = getattr(self.thresholds, item.name)
@@ -60,9 +85,8 @@ class CurateConfig:
                 f"be in [{low:g}, {high:g}] ({BY_NAME[item.name].meaning})",
                 value,
             )
-        require(self.wave_sources > 0, "wave_sources", "be > 0", self.wave_sources)
-        require(self.shard_rows > 0, "shard_rows", "be > 0", self.shard_rows)
-        require(self.select_threads > 0, "select_threads", "be > 0", self.select_threads)
+        if self.run_name:
+            plain_name("run_name", self.run_name)
         if self.where:
             try:
                 self.selection()

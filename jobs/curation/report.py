@@ -66,12 +66,12 @@ def funnel(summary: dict[str, Any]) -> bytes:
     for y, value in enumerate(values[::-1]):
         left.text(value, y, f" {value}", va="center", fontsize=8)
     left.set_title("clips remaining after each filter", fontsize=10)
-    verdicts = ["accepted", "rejected", "errored"]
+    verdicts = ["accepted", "rejected", "errored", "skipped"]
     counts = [sources[v] for v in verdicts]
-    right.bar(verdicts, counts, color=["#228833", "#ccbb44", "#ee6677"])
+    right.bar(verdicts, counts, color=["#228833", "#ccbb44", "#ee6677", "#bbbbbb"])
     for x, count in enumerate(counts):
         right.text(x, count, str(count), ha="center", va="bottom", fontsize=8)
-    right.set_title(f"sources ({sources['inputs']} in)", fontsize=10)
+    right.set_title(f"listed entries ({sources['inputs']} in)", fontsize=10)
     return _png(figure)
 
 

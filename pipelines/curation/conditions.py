@@ -60,6 +60,7 @@ _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     ">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
     "==": np.equal, "!=": np.not_equal,
 }  # fmt: skip
+MAX_NESTING = 32  # parentheses and `not`s inside one another
 _TOKEN = re.compile(r"\s*(?:(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<op>>=|<=|==|!=|>|<)"
                     r"|(?P<paren>[()])|(?P<word>[A-Za-z_][A-Za-z0-9_]*))")  # fmt: skip
 
@@ -84,8 +85,11 @@ def parse_where(text: str) -> Condition:
 
 
 class _Parser:
+    """Recursive descent, one level per parenthesis or `not`: nesting is capped at
+    MAX_NESTING so a hostile expression is a config error, not a RecursionError."""
+
     def __init__(self, tokens: list[tuple[str, str]], text: str):
-        self.tokens, self.text, self.position = tokens, text, 0
+        self.tokens, self.text, self.position, self.depth = tokens, text, 0, 0
 
     def _peek(self) -> tuple[str, str]:
         return self.tokens[self.position] if self.position < len(self.tokens) else ("end", "")
@@ -114,14 +118,12 @@ class _Parser:
         return terms[0] if len(terms) == 1 else BoolOp("and", tuple(terms))
 
     def negation(self) -> Condition:
-        if self._peek() == ("word", "not"):
-            self._take()
-            return BoolOp("not", (self.negation(),))
-        if self._peek() == ("paren", "("):
-            self._take()
-            inner = self.disjunction()
-            if self._take() != ("paren", ")"):
-                raise self._fail("')'")
+        if self._peek() in (("word", "not"), ("paren", "(")):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise ValueError(f"--where: nested deeper than {MAX_NESTING} parentheses or 'not's")
+            inner = self._nested()
+            self.depth -= 1
             return inner
         kind, name = self._take()
         if kind != "word" or name in ("and", "or", "not"):
@@ -136,6 +138,14 @@ class _Parser:
             self.position -= 1
             raise self._fail(f"a number after '{name} {op}'")
         return Compare(name, op, float(number))
+
+    def _nested(self) -> Condition:
+        if self._take() == ("word", "not"):
+            return BoolOp("not", (self.negation(),))
+        inner = self.disjunction()
+        if self._take() != ("paren", ")"):
+            raise self._fail("')'")
+        return inner
 
 
 def fields_of(condition: Condition) -> set[str]:

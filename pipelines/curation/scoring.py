@@ -11,22 +11,22 @@ no marker are deleted, sources named by a marker are skipped, and the rest are s
 Clip ids are a hash of the source's content id and the clip's start, so a rerun gives the same
 ids and no duplicates.
 
-Bad input never fails the job: a source that cannot be opened or decoded becomes a source row
-with status `errored` and the error text; one refused by a rule (no video stream, too large,
-too long, too short) becomes `rejected` with the reason. A task that dies outright (a crash in
-FFmpeg, the OOM killer) drops its block; the wave notices the missing source and records it
-as errored.
+Every entry of the listing gets exactly one source row. An entry the listing left out (not a
+video, hidden, a FIFO, a symlink loop, ...) is written by the driver as `skipped` with the
+reason, without a task. Bad input never fails the job: a source that cannot be opened or decoded
+becomes `errored` with the error text; one refused by a rule (too large, too long, too short,
+shots all shorter than a clip) becomes `rejected` with the reason. A task that dies outright (a
+crash in FFmpeg, the OOM killer) drops its block; the wave notices the missing source and
+records it as errored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import resource
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,18 +37,21 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines.curation.decode import Clip, ClipDecoder, DecodeSpec, NoVideoStream, SourceRejected
+from pipelines.curation.decode import (
+    Clip,
+    ClipDecoder,
+    DecodeSpec,
+    NoVideoStream,
+    SourceRejected,
+    UnsupportedContainer,
+)
 from pipelines.curation.filters import score_clip
 from pipelines.curation.filters.too_short import TooShortFilter
-from pipelines.curation.sources import filesystem, iter_sources, local_copy
-from pipelines.schemas import FEATURES, PIXEL_SCORES, SCORED_SCHEMA
+from pipelines.curation.sources import Entry, NotARegularFile, iter_entries, local_copy
+from pipelines.curation.store import SCORED, SPEC, STAGING, ScoredStore, check_spec, write_output
+from pipelines.schemas import FEATURES, PIXEL_SCORES, SCORED_SCHEMA, SOURCE_STATUS
 from pipelines.video import encode_mp4
 
-SCORED = "scored"
-DONE = "_done"
-STAGING = "_staging"
-SPEC = "_spec.json"
-CLIP_SHAPE = ("fps", "width", "height", "clip_frames", "stride_frames", "crf")  # fix clip ids
 CRASHED = "the decoding task died (worker crash or out of memory); see the Ray worker logs"
 
 
@@ -74,6 +77,10 @@ def _error_reason(error: BaseException, source: dict[str, Any]) -> str:
     """A short class of error for the funnel; the full text stays in the row."""
     if isinstance(error, NoVideoStream):
         return "no_video_stream"
+    if isinstance(error, UnsupportedContainer):
+        return "unsupported_container"
+    if isinstance(error, NotARegularFile):
+        return "not_a_regular_file"
     if "source_id" not in source:
         return "unreadable_file"  # missing, unreadable, or vanished while listing
     if "source_width" not in source:
@@ -84,7 +91,8 @@ def _error_reason(error: BaseException, source: dict[str, Any]) -> str:
 def score_source(uri: str, index: int, spec: DecodeSpec) -> Iterator[dict[str, Any]]:
     """Rows for one source: one per clip, then one for the source itself (always, last).
 
-    `index` is the source's place in the listing (which copy of a duplicate comes first)."""
+    `index` is the source's place in the listing (which copy of a duplicate comes first). The
+    time budget covers reading, decoding, scoring and encoding."""
     started = time.monotonic()
     source: dict[str, Any] = {
         "kind": "source",
@@ -93,10 +101,10 @@ def score_source(uri: str, index: int, spec: DecodeSpec) -> Iterator[dict[str, A
         "clips": 0,
     }
     try:
-        with local_copy(uri) as (source_id, path):
+        with local_copy(uri, deadline=started + spec.time_budget_s) as (source_id, path):
             source["source_id"] = source_id
             source["source_bytes"] = os.path.getsize(path)
-            with ClipDecoder(path, spec) as decoder:
+            with ClipDecoder(path, spec, started=started) as decoder:
                 source.update(
                     source_width=decoder.width,
                     source_height=decoder.height,
@@ -114,11 +122,23 @@ def score_source(uri: str, index: int, spec: DecodeSpec) -> Iterator[dict[str, A
                     duration_s=decoder.decoded_s,
                     frames_decoded=decoder.frames_decoded,
                     note=decoder.note,
+                    shots=decoder.shots,
+                    short_shots=decoder.short_shots,
+                    frames_in_clips=decoder.frames_in_clips,
+                    frames_lost_to_cuts=spec.frames_in_clips(decoder.output_frames)
+                    - decoder.frames_in_clips,
                 )
                 if source["clips"] > 0:
                     source["status"] = "scored"
                 elif decoder.note:
                     source.update(status="rejected", reason="decode_limit")
+                elif decoder.output_frames >= spec.clip_frames:
+                    source.update(
+                        status="rejected",
+                        reason="short_shots",
+                        note=f"{decoder.shots} shots between {decoder.cuts} cuts, none as long "
+                        f"as a clip ({spec.clip_seconds:g} s)",
+                    )
                 else:
                     source.update(
                         status="rejected",
@@ -128,6 +148,9 @@ def score_source(uri: str, index: int, spec: DecodeSpec) -> Iterator[dict[str, A
                     )
     except SourceRejected as rejected:
         source.update(status="rejected", reason=rejected.reason, note=rejected.detail)
+    except TimeoutError:  # the budget ran out while reading the bytes
+        note = f"stopped after time_budget_s={spec.time_budget_s:g} while reading the file"
+        source.update(status="rejected", reason="decode_limit", note=note)
     except Exception as error:  # anything PyAV or the filesystem raises: the source errored
         source.update(
             status="errored", reason=_error_reason(error, source), error=_error_text(error)
@@ -139,21 +162,20 @@ def score_source(uri: str, index: int, spec: DecodeSpec) -> Iterator[dict[str, A
 def _clip_row(
     source: dict[str, Any], clip: Clip, decoder: ClipDecoder, spec: DecodeSpec
 ) -> dict[str, Any]:
-    start_frame = clip.index * spec.stride_frames
     row: dict[str, Any] = {
         "kind": "clip",
-        "clip_id": clip_id(source["source_id"], start_frame, spec),
+        "clip_id": clip_id(source["source_id"], clip.start_frame, spec),
         "source_uri": source["source_uri"],
         "source_id": source["source_id"],
         "source_index": source["source_index"],
-        "start_s": clip.start_s,
+        "start_s": clip.start_s(spec.fps),
         "num_frames": len(clip.frames),
         "fps": spec.fps,
         "height": spec.height,
         "width": spec.width,
     }
     try:
-        row.update(score_clip(clip.frames, decoder.width, decoder.height))
+        row.update(score_clip(clip.frames, decoder.width, decoder.height, clip.histograms))
         row["video"] = encode_mp4(clip.frames, spec.fps, crf=spec.crf)
     except Exception as error:  # a filter that cannot decide says so; select reports the row
         row.update({name: float("nan") for name in PIXEL_SCORES + FEATURES})
@@ -175,8 +197,8 @@ def score_batch(batch: pa.Table, spec: DecodeSpec) -> Iterator[pa.Table]:
 class ScoreReport:
     """What one `score` invocation did (a resumed run counts only its own work)."""
 
-    sources_skipped: int = 0  # finished by an earlier run
-    sources: int = 0
+    entries_done_before: int = 0  # finished by an earlier run
+    entries: int = 0
     clips: int = 0
     waves: int = 0
     seconds: float = 0.0
@@ -186,8 +208,8 @@ class ScoreReport:
     def as_dict(self) -> dict[str, Any]:
         per_s = self.clips / self.seconds if self.seconds else 0.0
         return {
-            "sources_skipped": self.sources_skipped,
-            "sources_scored": self.sources,
+            "entries_done_before": self.entries_done_before,
+            "entries_listed": self.entries,
             "clips_scored": self.clips,
             "waves": self.waves,
             "seconds": round(self.seconds, 2),
@@ -198,114 +220,24 @@ class ScoreReport:
         }
 
 
-class ScoredStore:
-    """The `scored/` folder: committed shards, completion markers, staging for a running wave."""
-
-    def __init__(self, out: str, create: bool = True):
-        self.fs, root = filesystem(out)
-        self.out = out.rstrip("/")
-        self.root = f"{root.rstrip('/')}/{SCORED}"
-        self.run = uuid.uuid4().hex[:12]
-        if create:
-            self.fs.create_dir(f"{self.root}/{DONE}", recursive=True)
-
-    def uri(self, path: str) -> str:
-        """`path` inside this filesystem as a URI Ray Data can write to."""
-        return f"{self.out.split('://', 1)[0]}://{path}" if "://" in self.out else path
-
-    def markers(self) -> list[dict[str, Any]]:
-        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{DONE}"))
-        found = []
-        for info in sorted(infos, key=lambda i: i.path):
-            if info.path.endswith(".json"):
-                with self.fs.open_input_stream(info.path) as handle:
-                    found.append(json.loads(handle.read()))
-        return found
-
-    def committed_files(self) -> list[str]:
-        """Paths of the shards that completion markers name (what select may read)."""
-        return sorted(f"{self.root}/{name}" for m in self.markers() for name in m["files"])
-
-    def recover(self) -> set[str]:
-        """Drop what a killed run left half-done; return the URIs of finished sources."""
-        self.fs.delete_dir_contents(f"{self.root}/{STAGING}", missing_dir_ok=True)
-        markers = self.markers()
-        committed = {name for m in markers for name in m["files"]}
-        for info in self.fs.get_file_info(pafs.FileSelector(self.root)):
-            if info.base_name.startswith("part-") and info.base_name not in committed:
-                self.fs.delete_file(info.path)
-        return {uri for m in markers for uri in m["sources"]}
-
-    def commit(self, wave: str, uris: list[str], staging: str) -> list[str]:
-        """Move the wave's staged files in, then mark its sources done (the marker is last)."""
-        staged = sorted(
-            i.path
-            for i in self.fs.get_file_info(pafs.FileSelector(staging, recursive=True))
-            if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-        )
-        names = [f"part-{wave}-{n:04d}.parquet" for n in range(len(staged))]
-        for path, name in zip(staged, names, strict=True):
-            self.fs.move(path, f"{self.root}/{name}")
-        marker = json.dumps({"wave": wave, "files": names, "sources": uris}).encode()
-        temporary = f"{self.root}/{DONE}/.{wave}.json.tmp"
-        with self.fs.open_output_stream(temporary) as handle:
-            handle.write(marker)
-        self.fs.move(temporary, f"{self.root}/{DONE}/{wave}.json")
-        self.fs.delete_dir(staging)
-        return names
-
-
-def write_output(out: str, name: str, data: bytes | dict[str, Any]) -> None:
-    """A small file under the output root (JSON for a dict), local or on an object store."""
-    fs, root = filesystem(out)
-    path = f"{root.rstrip('/')}/{name}"
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    payload = data if isinstance(data, bytes) else json.dumps(data, indent=2, default=str).encode()
-    with fs.open_output_stream(path) as handle:
-        handle.write(payload)
-
-
-def read_output(out: str, name: str) -> dict[str, Any] | None:
-    """A JSON file under the output root, or None when it is not there."""
-    fs, root = filesystem(out)
-    path = f"{root.rstrip('/')}/{name}"
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as handle:
-        return json.loads(handle.read())
-
-
-def check_spec(out: str, spec: DecodeSpec) -> None:
-    """Scored data made with other clip settings cannot be extended: say which field differs."""
-    stored = read_output(out, f"{SCORED}/{SPEC}")
-    if stored is None:
-        return
-    for key, value in dataclasses.asdict(spec).items():
-        if key in CLIP_SHAPE and stored.get(key) != value:
-            raise ValueError(
-                f"config field 'decode.{key}' is {value!r} but the scored data in {out} was "
-                f"made with {stored.get(key)!r}: use another --out or the same setting"
-            )
-
-
-Listed = tuple[int, str]  # (place in the listing, uri)
+Listed = tuple[int, Entry]  # (place in the listing, entry)
 
 
 def _waves(
-    uris: Iterable[str], size: int, done: set[str], report: ScoreReport
+    entries: Iterable[Entry], size: int, done: set[str], report: ScoreReport
 ) -> Iterator[list[Listed]]:
-    """Batches of unfinished, not-yet-seen sources (a manifest may name a file twice), each
-    with its place in the full listing (stable across reruns)."""
+    """Batches of unfinished entries, each with its place in the full listing (stable across
+    reruns). A manifest row naming a file an earlier row named is skipped as `listed_twice`."""
     seen: set[str] = set()
     wave: list[Listed] = []
-    for index, uri in enumerate(uris):
-        if uri in done:
-            report.sources_skipped += 1
+    for index, entry in enumerate(entries):
+        if entry.uri in seen and not entry.skipped:
+            entry = Entry(f"{entry.uri}#listing={index}", "listed_twice", entry.uri)
+        if entry.uri in done:
+            report.entries_done_before += 1
             continue
-        if uri in seen:
-            continue
-        seen.add(uri)
-        wave.append((index, uri))
+        seen.add(entry.uri)
+        wave.append((index, entry))
         if len(wave) == size:
             yield wave
             wave = []
@@ -313,46 +245,69 @@ def _waves(
         yield wave
 
 
+def _source_rows(listed: list[Listed], status: str, **fields: Any) -> pa.Table:
+    """Source rows the driver writes itself (skipped entries, tasks that died)."""
+    rows = [
+        {"kind": "source", "source_uri": entry.uri, "source_index": index, "status": status,
+         "reason": fields.get("reason", entry.skipped), "note": entry.note or None,
+         "error": fields.get("error"), "clips": 0}
+        for index, entry in listed
+    ]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
+
+
 def run_wave(
     store: ScoredStore, listed: list[Listed], spec: DecodeSpec, shard_rows: int
 ) -> dict[str, int]:
-    """Score one wave of sources on Ray Data and commit it. Returns status and clip counts."""
+    """Score one wave of entries on Ray Data and commit it. Returns status and clip counts."""
     import ray.data
 
-    uris = [uri for _, uri in listed]
+    uris = [entry.uri for _, entry in listed]
     wave = wave_id(uris)
     # Per run: a task of a killed run still writing cannot land in this run's staging.
     staging = f"{store.root}/{STAGING}/{store.run}/{wave}"
-    items = ray.data.from_items(
-        [{"uri": uri, "index": index} for index, uri in listed], override_num_blocks=len(listed)
-    )
-    with warnings.catch_warnings():
-        # Ray Data retries a dead task forever by default; a file that crashes FFmpeg would
-        # hang the job. `max_retries` has no named parameter yet (deprecated as a remote arg
-        # in Ray 2.64), so the deprecation warning is silenced here only.
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        rows = items.map_batches(
-            score_batch,
-            batch_size=1,
-            batch_format="pyarrow",
-            fn_kwargs={"spec": spec},
-            num_cpus=1,
-            max_retries=1,
+    sources = [(index, entry) for index, entry in listed if not entry.skipped]
+    skipped = [(index, entry) for index, entry in listed if entry.skipped]
+    if sources:
+        items = ray.data.from_items(
+            [{"uri": entry.uri, "index": index} for index, entry in sources],
+            override_num_blocks=len(sources),
         )
-    rows.write_parquet(store.uri(staging), min_rows_per_file=shard_rows, row_group_size=1024)
+        with warnings.catch_warnings():
+            # Ray Data retries a dead task forever by default; a file that crashes FFmpeg would
+            # hang the job. `max_retries` has no named parameter yet (deprecated as a remote arg
+            # in Ray 2.64), so the deprecation warning is silenced here only.
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            rows = items.map_batches(
+                score_batch,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={"spec": spec},
+                num_cpus=1,
+                max_retries=1,
+            )
+        # The write stage only moves bytes: asking a core for it made Ray Data reserve one
+        # and run the decoding tasks of a 2-core node one at a time.
+        rows.write_parquet(
+            store.uri(staging),
+            min_rows_per_file=shard_rows,
+            row_group_size=1024,
+            ray_remote_args={"num_cpus": 0},
+        )
     counts = _staged_counts(store, staging)
     finished = counts.pop("_sources")
-    missing = [(index, uri) for index, uri in listed if uri not in finished]
+    missing = [(index, entry) for index, entry in sources if entry.uri not in finished]
+    driver_rows = []
     if missing:  # the task died without a word: the source is errored, not lost
-        rows = [
-            {"kind": "source", "source_uri": uri, "source_index": index, "status": "errored",
-             "reason": "worker_died", "error": CRASHED, "clips": 0}
-            for index, uri in missing
-        ]  # fmt: skip
-        store.fs.create_dir(staging, recursive=True)
-        with store.fs.open_output_stream(f"{staging}/crashed.parquet") as handle:
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCORED_SCHEMA), handle)
+        driver_rows.append(_source_rows(missing, "errored", reason="worker_died", error=CRASHED))
         counts["errored"] = counts.get("errored", 0) + len(missing)
+    if skipped:
+        driver_rows.append(_source_rows(skipped, "skipped"))
+        counts["skipped"] = len(skipped)
+    if driver_rows:
+        store.fs.create_dir(staging, recursive=True)
+        with store.fs.open_output_stream(f"{staging}/listing.parquet") as handle:
+            pq.write_table(pa.concat_tables(driver_rows), handle)
     store.commit(wave, uris, staging)
     return counts
 
@@ -384,7 +339,7 @@ def score(
     shard_rows: int = 8000,
     progress: Callable[[str], None] = print,
 ) -> ScoreReport:
-    """Score every source of `source` not already finished under `out`."""
+    """Score every entry of `source` not already finished under `out`."""
     import ray
     import ray.data
 
@@ -396,22 +351,22 @@ def score(
     done = store.recover()
     report = ScoreReport(cpus=float(ray.cluster_resources().get("CPU", os.cpu_count() or 1)))
     started = time.monotonic()
-    for listed in _waves(iter_sources(source), wave_sources, done, report):
+    for listed in _waves(iter_entries(source), wave_sources, done, report):
         counts = run_wave(store, listed, spec, shard_rows)
         report.waves += 1
-        report.sources += len(listed)
+        report.entries += len(listed)
         report.clips += counts.get("clips", 0)
-        for status in ("scored", "rejected", "errored"):
+        for status in SOURCE_STATUS:
             report.status_counts[status] = report.status_counts.get(status, 0) + counts.get(
                 status, 0
             )
         elapsed = time.monotonic() - started
         progress(
-            f"[score] wave {report.waves}: {len(listed)} sources -> {counts.get('clips', 0)} clips "
-            f"({report.sources} sources, {report.clips} clips this run, "
+            f"[score] wave {report.waves}: {len(listed)} entries -> {counts.get('clips', 0)} clips "
+            f"({report.entries} entries, {report.clips} clips this run, "
             f"{report.clips / max(elapsed, 1e-9):.2f} clips/s)"
         )
     report.seconds = time.monotonic() - started
-    if report.sources_skipped:
-        progress(f"[score] {report.sources_skipped} sources were finished by an earlier run")
+    if report.entries_done_before:
+        progress(f"[score] {report.entries_done_before} entries were finished by an earlier run")
     return report

@@ -29,12 +29,17 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines.curation.conditions import Compare, Condition, Selection
-from pipelines.curation.filters import BY_NAME, SELECT_FILTERS
+from pipelines.curation.conditions import Selection
 from pipelines.curation.filters.duplicate import copy_rank, distance_to_earlier
 from pipelines.curation.filters.quality import QualityFilter, QualityModel
-from pipelines.curation.scoring import DONE, SCORED, ScoredStore
-from pipelines.curation.sources import filesystem
+from pipelines.curation.funnel import (
+    clip_funnel,
+    frame_funnel,
+    reject_label,
+    source_funnel,
+    verdict,
+)
+from pipelines.curation.store import DONE, SCORED, SPEC, ScoredStore, read_output
 from pipelines.schemas import (
     CLIPS_SCHEMA,
     DATASET_SCORES,
@@ -43,17 +48,15 @@ from pipelines.schemas import (
     PIXEL_SCORES,
     REJECTS_SCHEMA,
     SCORE_COLUMNS,
+    SCORED_SCHEMA,
     SOURCES_SCHEMA,
 )
+from pipelines.storage import filesystem
 
 OUTPUTS = ("clips", "rejects", "errors", "sources")
 SAMPLES_PER_REASON = 4
 HISTOGRAM_SAMPLES = 200_000
 KEPT = "kept"
-
-
-def _label(term: Condition) -> str:
-    return term.field if isinstance(term, Compare) else "where"
 
 
 @dataclass
@@ -86,11 +89,24 @@ class Selector:
         if self.fs.get_file_info(f"{self.root}/{SCORED}/{DONE}").type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"select: {out} has no scored data (run `genie curate score`)")
         self.shards = ScoredStore(out, create=False).committed_files()
+        self.spec = read_output(out, f"{SCORED}/{SPEC}") or {}
         self.losers: dict[str, str] = {}  # duplicate source uri -> the uri it copies
 
     def _read(self, path: str, columns: list[str], kind: str) -> pa.Table:
-        table = pq.read_table(path, columns=[*columns, "kind"], filesystem=self.fs)
-        return table.filter(pc.equal(table.column("kind"), kind)).drop(["kind"])
+        """Rows of `kind` with `columns`; a column that shards scored by an older version lack
+        (the shot counts) reads as nulls."""
+        with self.fs.open_input_file(path) as handle:
+            present = set(pq.read_schema(handle).names)
+        table = pq.read_table(
+            path, columns=[c for c in [*columns, "kind"] if c in present], filesystem=self.fs
+        )
+        for name in columns:
+            if name not in present:
+                table = table.append_column(
+                    name, pa.nulls(len(table), SCORED_SCHEMA.field(name).type)
+                )
+        table = table.filter(pc.equal(table.column("kind"), kind)).drop(["kind"])
+        return table.select(columns)
 
     def run(self, progress: Callable[[str], None] = print) -> dict[str, Any]:
         sources = self._sources()
@@ -118,7 +134,8 @@ class Selector:
     def _sources(self) -> pa.Table:
         columns = ["source_index", "source_uri", "source_id", "status", "reason", "error", "note",
                    "source_bytes", "duration_s", "source_width", "source_height", "source_fps",
-                   "decode_s"]  # fmt: skip
+                   "decode_s", "shots", "short_shots", "frames_in_clips",
+                   "frames_lost_to_cuts"]  # fmt: skip
         tables = [self._read(path, columns, "source") for path in self.shards]
         return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
 
@@ -165,7 +182,7 @@ class Selector:
         errored = table.column("error").is_valid().to_numpy(zero_copy_only=False)
         for term in self.selection.terms:
             failed = ~term.evaluate(columns) & (reasons == "") & ~errored
-            reasons[failed] = _label(term)
+            reasons[failed] = reject_label(term)
         return columns, reasons, errored
 
     def _clips(self, path: str, columns: list[str]) -> pa.Table:
@@ -286,23 +303,24 @@ class Selector:
                 entry[1] += kept
                 entry[2].update(why)
         verdicts, source_rejects = [], []
-        for row in sources.to_pylist():
+        rows = sources.to_pylist()
+        for row in rows:
             uri = row["source_uri"]
             scored, kept, why = per_source.get(uri, [0, 0, Counter()])
-            verdict, reason, detail = _verdict(row, scored, kept, why, self.losers.get(uri))
-            if verdict == "errored" and row["status"] == "errored":
+            final, reason, detail = verdict(row, scored, kept, why, self.losers.get(uri))
+            if final == "errored" and row["status"] == "errored":
                 errors.append({"level": "source", "source_uri": uri,
                                "source_id": row.get("source_id"), "clip_id": None,
                                "error": row["error"]})  # fmt: skip
-            if verdict == "rejected" and scored == 0:
+            if final == "rejected" and scored == 0:
                 source_rejects.append(
                     {"level": "source", "source_uri": uri, "source_id": row.get("source_id"),
                      "reject_reason": reason, "detail": detail}
                 )  # fmt: skip
             verdicts.append(
-                {**{k: row.get(k) for k in SOURCES_SCHEMA.names}, "verdict": verdict,
+                {**{k: row.get(k) for k in SOURCES_SCHEMA.names}, "verdict": final,
                  "reason": reason, "clips_scored": scored, "clips_kept": kept,
-                 "note": row.get("note") or (detail if verdict != "accepted" else None)}
+                 "note": row.get("note") or (detail if final != "accepted" else None)}
             )  # fmt: skip
         self._write("sources", verdicts, SOURCES_SCHEMA)
         self._write("errors", errors, ERRORS_SCHEMA)
@@ -319,8 +337,9 @@ class Selector:
             "columns": CLIPS_SCHEMA.names,
         }
         progress(
-            f"[select] {kept} of {clips_scored} clips kept; sources: {counts['accepted']} "
-            f"accepted, {counts['rejected']} rejected, {counts['errored']} errored"
+            f"[select] {kept} of {clips_scored} clips kept; entries: {counts['accepted']} "
+            f"accepted, {counts['rejected']} rejected, {counts['errored']} errored, "
+            f"{counts['skipped']} skipped"
         )
         samples: dict[str, list[tuple[str, bytes]]] = {}
         for outcome in outcomes:
@@ -332,8 +351,11 @@ class Selector:
             for name in SCORE_COLUMNS
         }
         return {
-            "sources": self._source_funnel(verdicts, counts),
-            "clips": self._clip_funnel(clips_scored, reasons, sum(o.errored for o in outcomes)),
+            "sources": source_funnel(verdicts),
+            "clips": clip_funnel(
+                self.selection, clips_scored, reasons, sum(o.errored for o in outcomes)
+            ),
+            "footage": frame_funnel(rows, kept, self.spec),
             "selection": self.selection.text,
             "manifest": manifest,
             "dataset_version": dataset_version(manifest),
@@ -341,67 +363,11 @@ class Selector:
             "scores": scores,
         }
 
-    def _source_funnel(self, verdicts: list[dict], counts: Counter) -> dict[str, Any]:
-        listed = len(verdicts)
-        reasons = Counter(v["reason"] for v in verdicts if v["verdict"] == "rejected")
-        errors = Counter(v["reason"] for v in verdicts if v["verdict"] == "errored")
-        return {
-            "inputs": listed,
-            "accepted": counts["accepted"],
-            "rejected": counts["rejected"],
-            "errored": counts["errored"],
-            "conserved": listed == counts["accepted"] + counts["rejected"] + counts["errored"],
-            "reject_reasons": dict(reasons.most_common()),
-            "error_reasons": dict(errors.most_common()),
-        }
-
-    def _clip_funnel(self, scored: int, reasons: Counter, errored: int) -> dict[str, Any]:
-        """Filters in order: how many clips reached each and how many it let through."""
-        steps = []
-        remaining = scored - errored
-        labels = [_label(t) for t in self.selection.terms] + (
-            ["duplicate"] if self.selection.duplicate else []
-        )
-        for label in dict.fromkeys(labels):
-            dropped = reasons.get(label, 0)
-            steps.append({"filter": label, "in": remaining, "out": remaining - dropped,
-                          "rejected": dropped})  # fmt: skip
-            remaining -= dropped
-        return {
-            "scored": scored,
-            "errored": errored,
-            "kept": remaining,
-            "rejected": scored - errored - remaining,
-            "conserved": scored == remaining + errored + sum(reasons.values()),
-            "funnel": steps,
-            "reject_reasons": dict(reasons.most_common()),
-        }
-
     def _write(
         self, output: str, rows: list[dict], schema: pa.Schema, name: str = "part-0.parquet"
     ) -> None:
         table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema)
         pq.write_table(table, f"{self.root}/{output}/{name}", filesystem=self.fs)
-
-
-def _verdict(
-    row: dict[str, Any], scored: int, kept: int, why: Counter, original: str | None
-) -> tuple[str, str, str | None]:
-    """(verdict, reason, detail) of one source: every source ends in exactly one verdict."""
-    if row["status"] == "errored":
-        return "errored", row.get("reason") or "error", row.get("error")
-    if original is not None:
-        return "rejected", "duplicate_source", f"same bytes as {original}"
-    if row["status"] == "rejected":
-        return "rejected", row["reason"], row.get("note")
-    if kept > 0:
-        return "accepted", "", None
-    if why and set(why) == {"error"}:
-        return "errored", "error", f"all {scored} clips failed scoring"
-    order = {f.name: i for i, f in enumerate(SELECT_FILTERS)}
-    reason = min(why, key=lambda r: (-why[r], order.get(r, len(order))))
-    detail = ", ".join(f"{r} {n}" for r, n in why.most_common())
-    return "rejected", reason, f"all {scored} clips rejected: {detail}"
 
 
 def _numbers(table: pa.Table, name: str) -> np.ndarray:
@@ -427,11 +393,3 @@ def dataset_version(manifest: dict[str, Any]) -> str:
     sharded: the same curation gives the same version, however the run was split or resumed."""
     key = f"{manifest['clip_set_digest']}:{manifest['clips']}:{','.join(manifest['columns'])}"
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-
-
-def describe_filters() -> str:
-    """One line per filter for --help."""
-    return "\n".join(
-        f"  {f.name:<11} keep if {f.op} threshold (default {f.default_threshold:g}): {f.meaning}"
-        for f in BY_NAME.values()
-    )

@@ -26,23 +26,22 @@ import pyarrow.parquet as pq
 import pytest
 
 import tests.curate_videos as cv
+from jobs.benchmarks.curate_hostile import hostile_folder, tree
 from jobs.curate import main as curate_main
-from pipelines.curation.conditions import Compare, parse_where
-from pipelines.curation.decode import ClipDecoder, DecodeSpec
-from pipelines.curation.filters.duplicate import BANDS, copy_rank, distance_to_earlier
-from pipelines.curation.filters.quality import LogisticQualityModel, load_model, save_model
-from pipelines.curation.scoring import SCORED, score_source
-from pipelines.curation.sources import iter_sources
+from pipelines.curation.decode import DecodeSpec
+from pipelines.curation.filters.quality import load_model
+from pipelines.curation.filters.scene_cut import colour_histograms
+from pipelines.curation.store import SCORED
 from pipelines.video import read_frames
 
 SHORT = ["decode.clip_frames=20", "decode.stride_frames=20"]  # 2 s clips at 10 FPS
 
-# file -> (verdict, reason); reasons of accepted sources are ""
+# entry -> (verdict, reason); reasons of accepted sources are ""
 EXPECTED = {
     "game1.mp4": ("accepted", ""),
     "game2.mkv": ("accepted", ""),
     "vfr.mp4": ("accepted", ""),
-    "cut.mp4": ("accepted", ""),  # its first clip holds the cut and is dropped, the second kept
+    "cut.mp4": ("accepted", ""),  # a cut at 1 s: the 1 s shot gives no clip, the other one
     "static.mp4": ("rejected", "motion"),
     "black.mp4": ("rejected", "blank"),
     "blurry.mp4": ("rejected", "blur"),
@@ -54,6 +53,7 @@ EXPECTED = {
     "empty.mp4": ("errored", "empty_file"),
     "notes.mp4": ("errored", "cannot_open"),
     "audio.mp4": ("errored", "no_video_stream"),
+    "README.txt": ("skipped", "not_a_video"),
 }
 
 
@@ -75,8 +75,14 @@ def corpus(tmp_path_factory) -> Path:
     cv.zero_bytes(folder / "empty.mp4")
     cv.not_a_video(folder / "notes.mp4")
     cv.audio_only(folder / "audio.mp4", 3.0)
-    (folder / "README.txt").write_text("not listed: not a video suffix\n")
+    (folder / "README.txt").write_text("skipped: not a video suffix\n")
     return folder
+
+
+def largest_change(frames: np.ndarray) -> float:
+    """The largest colour-histogram change between consecutive frames (the cut score)."""
+    histograms = colour_histograms(frames)
+    return float(0.5 * np.abs(np.diff(histograms, axis=0)).sum(axis=1).max())
 
 
 def run_cli(*argv: str) -> int:
@@ -105,15 +111,16 @@ def curated(ray_cluster, mlflow_uri, corpus, tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- the shared run
 
 
-def test_every_source_ends_accepted_rejected_or_errored(curated):
+def test_every_entry_ends_accepted_rejected_errored_or_skipped(curated, corpus):
     sources = by_source(read(curated, "sources"))
-    assert set(sources) == set(EXPECTED), "README.txt is not listed; every video is"
     got = {name: (row["verdict"], row["reason"]) for name, row in sources.items()}
     assert got == EXPECTED
     summary = json.loads((curated / "summary.json").read_text())
     funnel = summary["sources"]
-    assert funnel["inputs"] == len(EXPECTED)
-    assert funnel["accepted"] + funnel["rejected"] + funnel["errored"] == funnel["inputs"]
+    assert funnel["inputs"] == len(EXPECTED) == len(list(corpus.iterdir()))
+    assert funnel["skip_reasons"] == {"not_a_video": 1}
+    verdicts = funnel["accepted"] + funnel["rejected"] + funnel["errored"] + funnel["skipped"]
+    assert verdicts == funnel["inputs"]
     assert funnel["conserved"] and "holds" in summary["conservation"]
     errors = by_source(read(curated, "errors"))
     assert {n for n, (v, _) in EXPECTED.items() if v == "errored"} == set(errors)
@@ -132,13 +139,12 @@ def test_each_filter_rejects_its_clip_and_keeps_gameplay(curated):
     assert reasons["tiny.mp4"] == {"resolution"}
     assert reasons["zz_copy_of_game1.mp4"] == {"duplicate"}
     assert reasons["short.mp4"] == {"too_short"}
-    cut = [r for r in rejects if Path(r["source_uri"]).name == "cut.mp4"]
-    assert [(r["start_s"], r["reject_reason"]) for r in cut] == [(0.0, "scene_cut")]
+    assert "cut.mp4" not in reasons  # no clip holds the cut
     clips = read(curated, "clips", ["source_uri", "start_s", "keep", "reject_reason"]).to_pylist()
     kept = {(Path(c["source_uri"]).name, c["start_s"]) for c in clips}
     for name in ("game1.mp4", "game2.mkv", "vfr.mp4"):
         assert {(name, 0.0), (name, 2.0)} <= kept  # normal gameplay passes every filter
-    assert ("cut.mp4", 2.0) in kept
+    assert {c for c in kept if c[0] == "cut.mp4"} == {("cut.mp4", 1.0), ("cut.mp4", 2.5)}
     assert all(c["keep"] and c["reject_reason"] == "" for c in clips)
     assert "video" not in read(curated, "rejects").column_names
 
@@ -162,7 +168,12 @@ def test_summary_reports_and_mlflow_run(curated, mlflow_uri):
         "resolution", "blank", "motion", "scene_cut", "blur", "duplicate",
     ]  # fmt: skip
     for step in summary["clips"]["funnel"]:
-        assert step["in"] - step["out"] == step["rejected"] >= 1  # every filter caught a clip
+        assert step["in"] - step["out"] == step["rejected"]
+        # every filter caught a clip, but no clip crosses a cut at the default thresholds
+        assert step["rejected"] >= 1 if step["filter"] != "scene_cut" else step["rejected"] == 0
+    footage = summary["footage"]
+    assert (footage["cuts"], footage["shots_shorter_than_a_clip"]) == (1, 2)  # + short.mp4
+    assert footage["lost_to_cuts_s"] == 0.5  # cut.mp4: 1 s shot lost, 0.5 s tail recovered
     assert summary["throughput"]["score"]["clips_per_s_per_core"] > 0
     assert summary["code_version"]["package"] == "0.1.0"
     assert summary["config"]["decode"]["clip_frames"] == 20
@@ -215,6 +226,18 @@ def test_select_where_and_yaml_thresholds_rethreshold(rescored, mlflow_uri, tmp_
     assert reasons["motion"] >= 6  # all but the tiny source, which fails resolution first
 
 
+def test_select_reads_scored_data_of_the_version_before_shots(rescored, mlflow_uri):
+    """Shards scored before sources were split into shots lack the shot columns: select still
+    re-thresholds them (the footage funnel then counts no cuts)."""
+    new_columns = ["shots", "short_shots", "frames_in_clips", "frames_lost_to_cuts"]
+    for path in (rescored / SCORED).glob("part-*.parquet"):
+        pq.write_table(pq.read_table(path).drop(new_columns), path)
+    assert run_cli("select", "--out", str(rescored), f"mlflow_uri={mlflow_uri}", *SHORT) == 0
+    summary = json.loads((rescored / "summary.json").read_text())
+    assert summary["sources"]["inputs"] == len(EXPECTED) and summary["clips"]["kept"] > 0
+    assert summary["footage"]["cuts"] == 0
+
+
 def test_bad_config_fails_before_any_work(curated, tmp_path, capsys):
     out = tmp_path / "never"
     cases = {
@@ -232,11 +255,31 @@ def test_bad_config_fails_before_any_work(curated, tmp_path, capsys):
         ("score", "--source", str(tmp_path), "--out", str(curated), "decode.clip_frames=40"):
             "config field 'decode.clip_frames' is 40 but the scored data",
         ("score", "--out", str(out)): "config field 'source' must be set",
+        ("select", "--out", str(out), "--where", "(" * 2000 + "blur > 1" + ")" * 2000):
+            "config field 'where': --where: nested deeper than 32",
     }  # fmt: skip
     for argv, message in cases.items():
         assert run_cli(*argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not out.exists()
+
+
+def test_out_naming_a_file_fails_before_ray_starts(tmp_path):
+    """It once passed validation and failed 12 s later, after Ray had started."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    for out, message in ((taken, "is a file"), (taken / "sub", "is under")):
+        result = subprocess.run(
+            [sys.executable, "-m", "jobs.curate", "run", "--source", str(tmp_path), "--out",
+             str(out)],
+            capture_output=True, text=True, timeout=120, env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"config field 'out': {out} {message}" in result.stderr
+        assert "ray" not in result.stdout.lower() + result.stderr.lower().replace("--", "")
+    assert taken.read_text() == "a file, not a folder\n"
 
 
 def test_quality_model_learns_from_labels_and_filters(rescored, mlflow_uri, tmp_path):
@@ -303,16 +346,23 @@ def test_killed_score_resumes_to_the_same_clips(curated, corpus, local_platform,
 # ---------------------------------------------------------------- real clip shape and timing
 
 
-def test_real_clips_are_160_frames_160x90_at_10fps(ray_cluster, mlflow_uri, tmp_path):
+def test_real_clips_are_160_frames_160x90_at_10fps_and_never_cross_a_cut(
+    ray_cluster, mlflow_uri, tmp_path
+):
+    """Full-size clips; and a 60 s source with hard cuts at 20 s and 40 s, whose clips on the
+    fixed 16 s grid held a cut in two of three places (both dropped): now three clips are
+    kept, none holding a cut."""
     raw = tmp_path / "raw"
     raw.mkdir()
     cv.gameplay(raw / "cfr30.mp4", 16.5, seed=11)
     cv.vfr(raw / "vfr.mp4", 16.5, seed=12)
+    cv.shots(raw / "levels.mp4", 20.0, seeds=(13, 14, 15))
     out = tmp_path / "out"
     assert run_cli("run", "--source", str(raw), "--out", str(out),
                    f"mlflow_uri={mlflow_uri}") == 0  # fmt: skip
     clips = read(out, "clips").to_pylist()
-    assert sorted(Path(c["source_uri"]).name for c in clips) == ["cfr30.mp4", "vfr.mp4"]
+    names = sorted(Path(c["source_uri"]).name for c in clips)
+    assert names == ["cfr30.mp4", "levels.mp4", "levels.mp4", "levels.mp4", "vfr.mp4"]
     for clip in clips:
         assert (clip["num_frames"], clip["fps"], clip["width"], clip["height"]) == (
             160,
@@ -324,142 +374,53 @@ def test_real_clips_are_160_frames_160x90_at_10fps(ray_cluster, mlflow_uri, tmp_
         assert frames.shape == (160, 90, 160, 3)
         with av.open(io.BytesIO(clip["video"])) as container:
             assert container.streams.video[0].average_rate == 10
+        assert largest_change(frames) < DecodeSpec().cut_threshold  # no cut inside a clip
+    levels = sorted(c["start_s"] for c in clips if c["source_uri"].endswith("levels.mp4"))
+    assert levels == [0.0, 20.0, 40.0]
+    footage = json.loads((out / "summary.json").read_text())["footage"]
+    assert (footage["cuts"], footage["shots"], footage["lost_to_cuts_s"]) == (2, 5, 12.0)
+    assert footage["in_kept_clips_s"] == 5 * 16.0
 
 
-def _frame_number(frame: np.ndarray) -> int:
-    """Inverse of curate_videos.numbered at 160x90 (three base-16 digits in bands)."""
-    digits = [round(float(frame[band * 30 + 15, 80].mean() - 8) / 16) for band in range(3)]
-    return digits[0] + 16 * digits[1] + 256 * digits[2]
+def test_hostile_folder_is_accounted_and_nothing_escapes(ray_cluster, mlflow_uri, tmp_path):
+    """Every hostile file of the review beside two good videos: the run finishes, every entry
+    has one verdict, both good videos are curated, nothing outside --out changes."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    expected = hostile_folder(raw, tmp_path / "outside", good_seconds=4.5)
+    before = tree(tmp_path)
+    assert run_cli("run", "--source", str(raw), "--out", str(out), f"mlflow_uri={mlflow_uri}",
+                   "decode.time_budget_s=2", *SHORT) == 0  # fmt: skip
+    after = tree(tmp_path)
+    changed = {
+        path for path in set(before) | set(after)
+        if path != str(out) and not path.startswith(f"{out}/") and before.get(path) != after.get(path)
+    }  # fmt: skip
+    assert changed == set()
+    rows = read(out, "sources").to_pylist()
+    got = {str(Path(r["source_uri"]).relative_to(raw)): (r["verdict"], r["reason"]) for r in rows}
+    assert set(got) == set(expected) and len(rows) == len(expected)
+    for name, (verdict, reason) in expected.items():
+        assert got[name][0] == verdict and reason in (got[name][1], "*"), (name, got[name])
+    funnel = json.loads((out / "summary.json").read_text())["sources"]
+    assert funnel["inputs"] == len(expected) and funnel["conserved"]
+    assert funnel["accepted"] == 2
 
 
-@pytest.mark.parametrize("fps", [30, 25, 60])
-def test_constant_rate_source_resamples_to_10fps_by_timestamp(tmp_path, fps):
-    path = cv.numbered(tmp_path / f"n{fps}.mp4", 4.0, fps)
-    spec = DecodeSpec(clip_frames=40, stride_frames=40)
-    with ClipDecoder(str(path), spec) as decoder:
-        clips = list(decoder.clips())
-    assert len(clips) == 1
-    got = [_frame_number(f) for f in clips[0].frames]
-    assert got == [int(k * fps / 10) for k in range(40)]
-
-
-def test_variable_rate_source_shows_the_frame_on_screen_at_each_tick(tmp_path):
-    path, times = cv.vfr_numbered(tmp_path / "vfr.mkv", 4.5, seed=5)
-    spec = DecodeSpec(clip_frames=40, stride_frames=40)
-    with ClipDecoder(str(path), spec) as decoder:
-        clips = list(decoder.clips())
-    got = [_frame_number(f) for f in clips[0].frames]
-    times = np.asarray(times)
-    expected = [int(np.searchsorted(times, k / 10 + 1e-9, side="right") - 1) for k in range(40)]
-    assert got == expected
-    assert len(set(np.diff(times).round(3))) > 2  # really variable
-
-
-def test_stride_overlaps_clips(tmp_path):
-    path = cv.numbered(tmp_path / "n.mp4", 4.0, 10)
-    spec = DecodeSpec(clip_frames=20, stride_frames=10)
-    with ClipDecoder(str(path), spec) as decoder:
-        starts = [(c.start_s, _frame_number(c.frames[0])) for c in decoder.clips()]
-    assert starts == [(0.0, 0), (1.0, 10), (2.0, 20)]
-
-
-# ---------------------------------------------------------------- decode limits
-
-
-def _source_row(path: Path, spec: DecodeSpec) -> dict:
-    rows = list(score_source(str(path), 0, spec))
-    return rows[-1]
-
-
-def test_decode_limits_bound_hostile_sources(tmp_path):
-    path = cv.gameplay(tmp_path / "g.mp4", 4.5, seed=1)
-    base = dict(clip_frames=20, stride_frames=20)
-    row = _source_row(path, DecodeSpec(**base, max_pixels=320 * 100))
-    assert (row["status"], row["reason"]) == ("rejected", "too_large")
-    row = _source_row(path, DecodeSpec(**base, max_duration_s=2.0))
-    assert (row["status"], row["reason"]) == ("rejected", "too_long")
-    row = _source_row(path, DecodeSpec(**base, time_budget_s=1e-6))
-    assert (row["status"], row["reason"]) == ("rejected", "decode_limit")
-    assert "time_budget_s" in row["note"]
-
-
-def test_crafted_sources_each_end_in_one_row(tmp_path):
-    """Without Ray: every crafted source gives exactly one source row, never an exception."""
-    game = cv.gameplay(tmp_path / "game.mkv", 4.5, seed=3)
-    paths = [
-        cv.truncated(tmp_path / "part.mkv", game, keep=0.6),
-        cv.zero_bytes(tmp_path / "empty.mp4"),
-        cv.audio_only(tmp_path / "audio.mp4", 2.0),
-        tmp_path / "vanished.mp4",
-    ]
-    spec = DecodeSpec(clip_frames=20, stride_frames=20)
-    statuses = {}
-    for path in paths:
-        rows = list(score_source(str(path), 0, spec))
-        assert [r["kind"] for r in rows].count("source") == 1
-        statuses[path.name] = (rows[-1]["status"], rows[-1]["clips"])
-    assert statuses["part.mkv"] == ("scored", 1)  # the complete clip before the cut-off
-    assert statuses["empty.mp4"][0] == "errored"
-    assert statuses["audio.mp4"][0] == "errored"
-    assert statuses["vanished.mp4"][0] == "errored"
-
-
-# ---------------------------------------------------------------- pieces
-
-
-def test_sources_from_directory_glob_and_manifest(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.mp4").write_bytes(b"")
-    (tmp_path / "b.MKV").write_bytes(b"")
-    (tmp_path / "notes.txt").write_text("")
-    (tmp_path / "_done").mkdir()
-    (tmp_path / "_done" / "hidden.mp4").write_bytes(b"")
-    listing = iter_sources(str(tmp_path))
-    assert not isinstance(listing, list)  # streamed
-    assert [Path(u).relative_to(tmp_path).as_posix() for u in listing] == ["a/x.mp4", "b.MKV"]
-    assert [Path(u).name for u in iter_sources(f"{tmp_path}/**/*.mp4")] == ["x.mp4"]
-    (tmp_path / "list.csv").write_text("uri\na/x.mp4\n/elsewhere/y.mp4\n")
-    assert list(iter_sources(str(tmp_path / "list.csv"))) == [
-        str(tmp_path / "a" / "x.mp4"), "/elsewhere/y.mp4",
-    ]  # fmt: skip
-    pq.write_table(pa.table({"uri": ["s3://bucket/v.mp4"]}), tmp_path / "list.parquet")
-    assert list(iter_sources(str(tmp_path / "list.parquet"))) == ["s3://bucket/v.mp4"]
-
-
-def test_where_expressions_parse_and_evaluate_safely():
-    columns = {"motion": np.array([0.0, 0.05, 0.05, np.nan]), "blur": np.array([90, 90, 10, 90.0])}
-    condition = parse_where("motion > 0.02 and (blur > 80 or not blur < 5)")
-    assert condition.evaluate(columns).tolist() == [False, True, True, False]
-    assert parse_where("motion >= 1e-3") == Compare("motion", ">=", 0.001)
-    for bad in ("motion >", "__import__('os').system('x')", "motion > 1 and", "(motion > 1"):
-        with pytest.raises(ValueError, match="--where"):
-            parse_where(bad)
-
-
-def test_duplicate_search_finds_every_near_copy_within_the_band_guarantee():
-    rng = np.random.default_rng(0)
-    hashes = rng.integers(0, 256, (400, 32), dtype=np.uint8)
-    copies = hashes[:50].copy()
-    bits = np.unpackbits(copies, axis=1)
-    for row in bits:  # flip BANDS - 1 random bits: still guaranteed to share a band
-        row[rng.choice(256, BANDS - 1, replace=False)] ^= 1
-    allh = np.concatenate([hashes, np.packbits(bits, axis=1)])
-    rank = copy_rank(np.full(450, 90.0), np.arange(450), np.zeros(450))
-    distances = distance_to_earlier(allh, rank)
-    assert (distances[400:] == BANDS - 1).all()
-    assert (distances[:400] > 64).all()  # random hashes are ~128 bits apart
-
-
-def test_logistic_quality_model_roundtrips_as_json(tmp_path):
-    rng = np.random.default_rng(1)
-    x = np.abs(rng.normal(size=(200, 2))) * [1, 10]
-    y = (x[:, 0] > 0.7).astype(float)
-    model = LogisticQualityModel.fit(x, y, ("motion", "blur"))
-    assert model.trained_on["train_accuracy"] > 0.9
-    path = save_model(model, tmp_path / "m.json")
-    assert json.loads(path.read_text())["kind"] == "logistic"
-    again = load_model(path)
-    assert np.allclose(again.predict(x), model.predict(x))
+def test_manifest_rows_are_each_accounted(ray_cluster, mlflow_uri, tmp_path):
+    """A manifest naming a file twice, an empty row and a FIFO: inputs = rows, nothing blocks."""
+    game = cv.gameplay(tmp_path / "game.mp4", 4.5, seed=31)
+    os.mkfifo(tmp_path / "pipe.mp4")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f'uri\n{game}\n""\n{tmp_path / "pipe.mp4"}\n{game}\n')
+    out = tmp_path / "out"
+    assert run_cli("run", "--source", str(manifest), "--out", str(out),
+                   f"mlflow_uri={mlflow_uri}", *SHORT) == 0  # fmt: skip
+    funnel = json.loads((out / "summary.json").read_text())["sources"]
+    assert (funnel["inputs"], funnel["accepted"], funnel["errored"], funnel["skipped"]) == (
+        4, 1, 1, 2,
+    )  # fmt: skip
+    assert funnel["skip_reasons"] == {"empty_uri": 1, "listed_twice": 1}
+    assert funnel["error_reasons"] == {"not_a_regular_file": 1}
 
 
 @pytest.mark.slow

@@ -44,13 +44,27 @@ class Thresholds:
     duplicate: float = DuplicateFilter.default_threshold
 
 
-def score_clip(frames: np.ndarray, source_width: int, source_height: int) -> dict[str, object]:
-    """Every pixel score, feature and the perceptual hash of one (T, H, W, 3) clip."""
-    clip = Clip.of(frames, source_width, source_height)
+def score_clip(
+    frames: np.ndarray,
+    source_width: int,
+    source_height: int,
+    histograms: np.ndarray | None = None,
+) -> dict[str, object]:
+    """Every pixel score, feature and the perceptual hash of one (T, H, W, 3) clip
+    (`histograms`: its (T, 64) colour histograms, when the decoder already made them)."""
+    clip = Clip.of(frames, source_width, source_height, histograms)
     scores: dict[str, object] = {f.name: f.score(clip) for f in CLIP_FILTERS}
     scores.update(clip_features(clip))
     scores["phash"] = clip_phash(clip.gray)
     return scores
+
+
+def describe_filters() -> str:
+    """One line per filter for --help."""
+    return "\n".join(
+        f"  {f.name:<11} keep if {f.op} threshold (default {f.default_threshold:g}): {f.meaning}"
+        for f in BY_NAME.values()
+    )
 
 
 __all__ = [
@@ -60,5 +74,6 @@ __all__ = [
     "Clip",
     "Filter",
     "Thresholds",
+    "describe_filters",
     "score_clip",
 ]

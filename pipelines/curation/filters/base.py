@@ -24,13 +24,20 @@ class Clip:
     gray: np.ndarray  # (T, H, W) float32 luma in [0, 255]
     source_width: int
     source_height: int
+    histograms: np.ndarray | None = None  # (T, 64) colour histograms, if the decoder made them
 
     @classmethod
-    def of(cls, frames: np.ndarray, source_width: int, source_height: int) -> Clip:
+    def of(
+        cls,
+        frames: np.ndarray,
+        source_width: int,
+        source_height: int,
+        histograms: np.ndarray | None = None,
+    ) -> Clip:
         count, height, width, _ = frames.shape
         flat = np.ascontiguousarray(frames).reshape(count * height, width, 3)
         gray = cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY).reshape(count, height, width)
-        return cls(frames, gray.astype(np.float32), source_width, source_height)
+        return cls(frames, gray.astype(np.float32), source_width, source_height, histograms)
 
 
 class Filter:
