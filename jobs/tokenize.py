@@ -3,7 +3,9 @@
 A Ray Data actor pool holds the trained tokenizer and LAM (a GPU each when the cluster has
 GPUs); every kept clip becomes one row: its token grid, its latent actions, and the run ids of
 the two models (lineage). Models are named as `genie-tokenizer@latest-tiny` (registered model
-and alias) or by MLflow run id. A finished output (its _SUCCESS marker) is not redone.
+and alias) or by MLflow run id. A finished output (its _SUCCESS marker) is not redone. Paths
+are local or object-store URIs (s3://...); the actors read the models from where training
+wrote them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
+
+from pipelines import storage
 
 EPILOG = """\
 examples:
@@ -58,54 +61,58 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--window must be >= 2, got {args.window}")
     if args.actors < 1:
         parser.error(f"--actors must be >= 1, got {args.actors}")
-    if not Path(args.clips).exists() and "://" not in args.clips:
-        parser.error(f"--clips: {args.clips} does not exist")
-    out = Path(args.out)
-    if (out / "_SUCCESS").exists():
-        print(f"{out} is complete already ({out / '_SUCCESS'}); delete it to redo")
+    try:
+        clips = storage.resolve(args.clips, "--clips")
+        out = storage.resolve(args.out, "--out")
+    except storage.StoragePathError as error:
+        parser.error(str(error))
+    if not storage.exists(clips):
+        parser.error(f"--clips: {clips} does not exist")
+    if storage.is_file(out):
+        parser.error(f"--out: {out} is a file; give a folder")
+    done = storage.join(out, "_SUCCESS")
+    if storage.exists(done):
+        print(f"{out} is complete already ({done}); delete it to redo")
         return 0
 
     import pyarrow.dataset as pads
     import ray
     import ray.data
 
-    from jobs.common.tracking import resolve_model
+    from jobs.common.tracking import model_uri
     from pipelines.tokenize import ClipTokenizer
     from pipelines.training_data import read_kept
 
-    tokenizer_run, tokenizer_path = resolve_model(args.tokenizer, args.mlflow_uri)
-    lam_run, lam_path = resolve_model(args.lam, args.mlflow_uri)
+    tokenizer_run, tokenizer_weights = model_uri(args.tokenizer, args.mlflow_uri)
+    lam_run, lam_weights = model_uri(args.lam, args.mlflow_uri)
     print(f"tokenizer run {tokenizer_run}, LAM run {lam_run}", flush=True)
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     started = time.monotonic()
-    clips = read_kept(args.clips, ["clip_id", "video"])
-    files = len(pads.dataset(args.clips, format="parquet").files)
+    fs, clips_path = storage.filesystem(clips)
+    files = len(pads.dataset(clips_path, filesystem=fs, format="parquet").files)
+    rows = read_kept(clips, ["clip_id", "video"])
     if files < 2 * args.actors:  # a block goes to one actor: a single small file would too
-        clips = clips.repartition(2 * args.actors)
-    tokens = clips.map_batches(
+        rows = rows.repartition(2 * args.actors)
+    tokens = rows.map_batches(
         ClipTokenizer,
-        fn_constructor_args=(
-            str(tokenizer_path),
-            str(lam_path),
-            (tokenizer_run, lam_run),
-            args.window,
-        ),
+        fn_constructor_args=(tokenizer_weights, lam_weights, (tokenizer_run, lam_run), args.window),
         batch_size=4,
         concurrency=args.actors,
         num_gpus=gpus,
     )
-    tokens.write_parquet(str(out / "tokens"))
-    rows = ray.data.read_parquet(str(out / "tokens"), columns=["clip_id"]).count()
+    shards = storage.join(out, "tokens")
+    tokens.write_parquet(shards)
+    count = ray.data.read_parquet(shards, columns=["clip_id"]).count()
     summary = {
-        "clips_tokenized": rows,
+        "clips_tokenized": count,
         "tokenizer_run_id": tokenizer_run,
         "lam_run_id": lam_run,
         "seconds": round(time.monotonic() - started, 1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "_SUCCESS").write_text("")
+    storage.write_json(storage.join(out, "summary.json"), summary)
+    storage.write_bytes(done, b"")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,31 +1,33 @@
 """Train one stage of the world model (tokenizer, LAM or dynamics) with Ray Train.
 
 Data streams from Ray Data (curated clips, or token shards for dynamics) into a TorchTrainer
-with `num_workers` workers (DDP). Checkpoints go under storage_path/name; a run restarted by
-Ray Train after a worker dies, or rerun by you under the same name, resumes from the last
-checkpoint and continues the same MLflow run. Rank 0 logs to MLflow (experiment genie-<stage>);
-the final checkpoint is registered as model genie-<stage> with the alias `latest-<preset>`, and
-storage_path/name/result.json records the MLflow run id and final metrics.
+with `num_workers` workers (DDP, or FSDP2 with strategy=fsdp). Checkpoints go under
+storage_path/name, each rank writing its own shards; a run restarted by Ray Train after a
+worker dies, or rerun by you under the same name, resumes from the last checkpoint (on any
+number of workers) and continues the same MLflow run. Rank 0 logs to MLflow (experiment
+genie-<stage>). The final weights go to storage_path/name/model/ (written shard by shard, never
+through MLflow) and are registered by that URI as model genie-<stage> with the alias
+`latest-<preset>`; storage_path/name/result.json records the MLflow run id and final metrics.
+Paths are local or object-store URIs (s3://...).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 import yaml
 
-from jobs.common.config import ConfigError, load_config, to_dict
+from jobs.common.config import ConfigError, _read_preset, load_config, to_dict
 from jobs.training.config import PRESETS_DIR, TrainConfig
+from pipelines import storage
 
 EPILOG = """\
 examples:
   genie train --stage tokenizer data=/data/curated/clips name=tok-tiny steps=300
-  genie train --stage lam --preset demo data=/data/curated/clips name=lam-tiny num_workers=2
+  genie train --stage lam --preset demo-lam data=/data/curated/clips name=lam-tiny num_workers=2
   genie train --stage dynamics data=/data/tokens name=dyn-tiny tokenizer_run=<id> lam_run=<id>
   ray job submit --working-dir . -- python -m jobs.train --stage tokenizer data=... name=...
 
@@ -41,7 +43,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--stage", required=True, choices=["tokenizer", "lam", "dynamics"])
+    parser.add_argument(
+        "--stage", choices=["tokenizer", "lam", "dynamics"],
+        help="the stage to train (default: the preset's `stage:`; the two must agree)",
+    )  # fmt: skip
     parser.add_argument(
         "--preset", default=None, help="YAML preset name in jobs/configs/train/ or a path"
     )
@@ -52,17 +57,70 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     from jobs.common.tracking import tracking_uri
 
-    overrides = [f"stage={args.stage}", *args.overrides]
+    preset_stage = _read_preset(args.preset, PRESETS_DIR).get("stage") if args.preset else None
+    if args.stage and preset_stage and args.stage != preset_stage:
+        raise ConfigError(
+            f"--stage {args.stage} disagrees with the preset {args.preset!r}, which has "
+            f"stage: {preset_stage}: pick the preset of that stage, or drop --stage"
+        )
+    if not (args.stage or preset_stage):
+        raise ConfigError("--stage is required when the preset names no stage")
+    overrides = [f"stage={args.stage or preset_stage}", *args.overrides]
     config = load_config(TrainConfig, args.preset, overrides, PRESETS_DIR)
     # Workers neither share the driver's environment nor its working directory.
     resolved = [] if config.mlflow_uri else [f"mlflow_uri={tracking_uri()}"]
     for key in ("data", "storage_path"):
-        value = getattr(config, key)
-        if "://" not in value and not Path(value).is_absolute():
-            resolved.append(f"{key}={Path(value).resolve()}")
+        try:
+            value = storage.resolve(getattr(config, key), f"config field '{key}'")
+        except storage.StoragePathError as error:
+            raise ConfigError(str(error)) from None
+        if value != getattr(config, key):
+            resolved.append(f"{key}={value}")
     if resolved:
         config = load_config(TrainConfig, args.preset, [*overrides, *resolved], PRESETS_DIR)
+    if not storage.exists(config.data):
+        raise ConfigError(f"config field 'data': {config.data} does not exist")
+    if config.stage == "dynamics":
+        config = with_lineage(config)
     return config
+
+
+def with_lineage(config: TrainConfig) -> TrainConfig:
+    """The dynamics config with the tokenizer and LAM runs its token shards were made by
+    (`genie tokenize` records them in every row), checked against any given."""
+    import dataclasses
+
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(config.data)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+    else:
+        dataset = pads.dataset([path], filesystem=fs, format="parquet")
+    columns = [c for c in ("tokenizer_run_id", "lam_run_id") if c in dataset.schema.names]
+    if len(columns) < 2:
+        return config
+    pairs = set(zip(*dataset.to_table(columns=columns).to_pydict().values(), strict=True))
+    if len(pairs) != 1:
+        raise ConfigError(
+            f"config field 'data': {config.data} mixes token shards of {len(pairs)} tokenizer/LAM "
+            f"pairs {sorted(pairs)}: tokenize with one pair into a fresh --out"
+        )
+    ((tokenizer_run, lam_run),) = pairs
+    for field, given, recorded in (("tokenizer_run", config.tokenizer_run, tokenizer_run),
+                                   ("lam_run", config.lam_run, lam_run)):  # fmt: skip
+        if given and recorded and given != recorded:
+            raise ConfigError(
+                f"config field '{field}' is {given!r}, but the token shards in {config.data} were "
+                f"made by {field.removesuffix('_run')} run {recorded!r}: the two do not belong "
+                "together"
+            )
+    return dataclasses.replace(
+        config,
+        tokenizer_run=config.tokenizer_run or tokenizer_run or "",
+        lam_run=config.lam_run or lam_run or "",
+    )
 
 
 def run(config: TrainConfig) -> dict:
@@ -72,19 +130,23 @@ def run(config: TrainConfig) -> dict:
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    from jobs.common.tracking import Tracker, find_unfinished_run, register_checkpoint
-    from jobs.training.loop import STATE_FILE, train_loop_per_worker
+    from jobs.common.tracking import (
+        Tracker,
+        find_unfinished_run,
+        register_model,
+        run_key_tags,
+    )
+    from jobs.training.loop import train_loop_per_worker
     from jobs.training.stages import STAGES
-    from models.checkpoint import build_model, save_trained
 
     stage = STAGES[config.stage]
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
-    run_key = f"{config.storage_path.rstrip('/')}/{config.name}"
+    run_key = storage.join(config.storage_path, config.name)
     run_id = find_unfinished_run(stage.experiment, run_key, config.mlflow_uri)
     tracker = Tracker.open(
         stage.experiment, config.name, uri=config.mlflow_uri, run_id=run_id,
-        tags={**stage.tags(config), "genie.run_key": run_key},
+        tags={**stage.tags(config), **run_key_tags(run_key)},
     )  # fmt: skip
     if run_id:
         print(f"continuing MLflow run {run_id} (same name, unfinished)", flush=True)
@@ -110,30 +172,17 @@ def run(config: TrainConfig) -> dict:
         ),
     )
     result = trainer.fit()
+    weights = storage.join(run_key, "model")
     with tempfile.TemporaryDirectory() as directory:
         config_file = Path(directory) / "config.yaml"
         config_file.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         tracker.log_artifact(config_file, "config")
-        if result.checkpoint is not None:
-            with result.checkpoint.as_directory() as checkpoint_dir:
-                state = torch.load(
-                    Path(checkpoint_dir) / STATE_FILE, weights_only=True, map_location="cpu"
-                )
-                model = build_model(config.stage, config.model)
-                model.load_state_dict(state["model"])
-                weights = save_trained(model, config.stage, config.model, state["step"],
-                                       Path(directory) / "model.pt")  # fmt: skip
-                tracker.log_artifact(weights, "checkpoint")
-    version = register_checkpoint(
-        tracker, stage.registered_model, "checkpoint", f"latest-{config.model}"
-    )
+    version = register_model(tracker, stage.registered_model, weights, f"latest-{config.model}")
     tracker.finish()
     metrics = dict(result.metrics or {})
-    if "://" not in config.storage_path:  # the receipt a pipeline (the demo) chains on
-        receipt = {"run_id": tracker.run_id, "stage": stage.name, "metrics": metrics}
-        (Path(config.storage_path) / config.name / "result.json").write_text(
-            json.dumps(receipt, indent=2)
-        )
+    receipt = {"run_id": tracker.run_id, "stage": stage.name, "metrics": metrics,
+               "model": weights}  # fmt: skip
+    storage.write_json(storage.join(run_key, "result.json"), receipt)  # what a pipeline chains on
     print(f"\n{stage.name}: finished at step {metrics.get('step')}; checkpoint {result.checkpoint}")
     if tracker.active:
         print(
@@ -149,8 +198,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         config = resolve_config(args)
     except ConfigError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    if not Path(config.data).exists() and "://" not in config.data:
-        parser.exit(2, f"{parser.prog}: error: config field 'data': {config.data} does not exist\n")
     try:
         run(config)
     except ConfigError as e:

@@ -1,6 +1,7 @@
-"""Curated clips -> token shards (DESIGN.md §3), on a Ray Data actor pool holding the models.
+"""Curated clips -> token shards, on a Ray Data actor pool holding the models.
 
-Each actor loads the trained tokenizer and LAM once (on a GPU when it has one) and turns each
+Each actor loads the trained tokenizer and LAM once (on a GPU when it has one), from where
+training wrote them (a local folder, an object-store URI or a model.pt), and turns each
 clip into its token grid (T, h, w) int16 and its T-1 latent actions. Clips are encoded in
 windows of the length the models were trained on; LAM windows overlap by one frame so every
 transition gets exactly one action.
@@ -14,6 +15,7 @@ import torch
 
 from models.checkpoint import load_trained
 from pipelines.images import to_model
+from pipelines.storage import local_copy
 from pipelines.video import read_frames
 
 TOKEN_SCHEMA = pa.schema(
@@ -31,10 +33,10 @@ TOKEN_SCHEMA = pa.schema(
 class ClipTokenizer:
     """Ray Data actor: decode each clip, tokenize it and infer its latent actions."""
 
-    def __init__(self, tokenizer_path: str, lam_path: str, run_ids: tuple[str, str], window: int):
+    def __init__(self, tokenizer: str, lam: str, run_ids: tuple[str, str], window: int):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = load_trained(tokenizer_path, self.device)
-        self.lam = load_trained(lam_path, self.device)
+        self.tokenizer = load_trained(local_copy(tokenizer), self.device)
+        self.lam = load_trained(local_copy(lam), self.device)
         self.run_ids = run_ids
         self.window = window
 

@@ -79,10 +79,12 @@ def peak_tflops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
-def plain_loop(config: TrainConfig, warmup: int, device: torch.device) -> tuple[float, float]:
+def plain_loop(
+    config: TrainConfig, warmup: int, device: torch.device
+) -> tuple[float, float, int | None]:
     """The same stage loss and optimizer over in-memory batches of the same kind of windows
     (cut by the same ClipWindows or TokenWindows step, here without Ray):
-    (samples/s, FLOPs a step)."""
+    (samples/s, FLOPs a step, peak device memory in bytes on a GPU, else None)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from jobs.training.loop import autocast
@@ -110,6 +112,8 @@ def plain_loop(config: TrainConfig, warmup: int, device: torch.device) -> tuple[
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     counter = FlopCounterMode(display=False)
     with counter:
         train_step(0)
@@ -123,7 +127,61 @@ def plain_loop(config: TrainConfig, warmup: int, device: torch.device) -> tuple[
         timed += step >= warmup
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return timed * config.batch_size / (time.perf_counter() - started), counter.get_total_flops()
+    rate = timed * config.batch_size / (time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return rate, counter.get_total_flops(), peak
+
+
+def measure(
+    stage: str,
+    preset: str,
+    steps: int,
+    batch_size: int,
+    window: int,
+    device: torch.device,
+    ray_train: bool = True,
+) -> dict:
+    """Samples/s, tokens/s, TFLOP/s and MFU of the plain loop and (with `ray_train`) of the real
+    `genie train` job on the same synthetic data, the second half of `steps` timed."""
+    from jobs.train import run as train_run
+    from jobs.training.stages import STAGES
+
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        data = (
+            synthetic_tokens(root / "tokens", count=8, frames=max(32, window), preset=preset)
+            if stage == "dynamics"
+            else synthetic_clips(root / "clips", count=8, frames=max(32, window))
+        )
+        half = max(1, steps // 2)
+        config = load_config(TrainConfig, None, [
+            f"stage={stage}", "name=bench", f"data={data}", f"storage_path={root / 'runs'}",
+            f"steps={steps}", f"batch_size={batch_size}", f"window={window}",
+            f"log_every={half}", f"eval_every={half}", f"checkpoint_every={half * 2}",
+            f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", "num_workers=1",
+            f"model={preset}", f"use_gpu={device.type == 'cuda'}",
+            f"precision={'bf16' if device.type == 'cuda' else 'fp32'}",
+        ])  # fmt: skip
+        result = {"stage": stage, "preset": preset, "batch_size": batch_size, "window": window}
+        if ray_train:
+            start = time.perf_counter()
+            result["ray_samples_per_s"] = train_run(config)["metrics"]["samples_per_s"]
+            result["ray_wall_s"] = time.perf_counter() - start
+        result["plain_samples_per_s"], step_flops, result["peak_memory_bytes"] = plain_loop(
+            config, warmup=half, device=device
+        )
+    tokens = STAGES[stage].tokens_per_sample(config)
+    peak = peak_tflops(device)
+    result["flops_per_sample"] = step_flops / batch_size
+    for loop in ("plain", "ray"):
+        if f"{loop}_samples_per_s" in result:
+            rate = result[f"{loop}_samples_per_s"]
+            result[f"{loop}_tokens_per_s"] = rate * tokens
+            result[f"{loop}_tflops"] = rate * result["flops_per_sample"] / 1e12
+            result[f"{loop}_mfu"] = result[f"{loop}_tflops"] / peak if peak else None
+    if ray_train:
+        result["ray_vs_plain"] = result["ray_samples_per_s"] / result["plain_samples_per_s"]
+    return result
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -150,31 +208,7 @@ def run(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(1)
 
-    from jobs.train import run as train_run
-    from jobs.training.stages import STAGES
-
-    with tempfile.TemporaryDirectory() as directory:
-        root = Path(directory)
-        data = (
-            synthetic_tokens(root / "tokens", count=8, frames=32, preset=args.preset)
-            if args.stage == "dynamics"
-            else synthetic_clips(root / "clips", count=8, frames=32)
-        )
-        half = args.steps // 2
-        config = load_config(TrainConfig, None, [
-            f"stage={args.stage}", "name=bench", f"data={data}", f"storage_path={root / 'runs'}",
-            f"steps={args.steps}", f"batch_size={args.batch_size}", f"window={args.window}",
-            f"log_every={half}", f"eval_every={half}", f"checkpoint_every={args.steps}",
-            f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", "num_workers=1",
-            f"model={args.preset}", f"use_gpu={device.type == 'cuda'}",
-            f"precision={'bf16' if device.type == 'cuda' else 'fp32'}",
-        ])  # fmt: skip
-        start = time.perf_counter()
-        result = train_run(config)
-        ray_wall = time.perf_counter() - start
-        ray_rate = result["metrics"]["samples_per_s"]
-        plain_rate, step_flops = plain_loop(config, warmup=half, device=device)
-
+    result = measure(args.stage, args.preset, args.steps, args.batch_size, args.window, device)
     on = (
         f"GPU {torch.cuda.get_device_name(device)}, bf16"
         if device.type == "cuda"
@@ -182,16 +216,17 @@ def run(argv: list[str] | None = None) -> int:
     )
     print(f"\ntrain benchmark: stage={args.stage} preset={args.preset} batch={args.batch_size} "
           f"window={args.window} steps={args.steps} (second half timed), {on}")  # fmt: skip
-    tokens = STAGES[args.stage].tokens_per_sample(config)
     peak = args.peak_tflops or peak_tflops(device)
-    for name, rate in (("plain PyTorch loop", plain_rate), ("Ray Train loop", ray_rate)):
-        line = f"  {name:19s} {rate:8.2f} samples/s  {rate * tokens:10.0f} tokens/s"
-        achieved = rate / config.batch_size * step_flops / 1e12  # TFLOP/s
-        line += f"  {achieved:.3g} TFLOP/s"
+    for name, loop in (("plain PyTorch loop", "plain"), ("Ray Train loop", "ray")):
+        rate, tflops = result[f"{loop}_samples_per_s"], result[f"{loop}_tflops"]
+        line = (
+            f"  {name:19s} {rate:8.2f} samples/s  {result[f'{loop}_tokens_per_s']:10.0f} tokens/s"
+        )
+        line += f"  {tflops:.3g} TFLOP/s"
         if peak:
-            line += f"  MFU {achieved / peak:.1%} of {peak:.0f}"
+            line += f"  MFU {tflops / peak:.1%} of {peak:.0f}"
         print(line)
-    print(f"  (Ray Train job wall {ray_wall:.0f} s incl. start-up; "
-          f"{step_flops / config.batch_size / 1e9:.1f} GFLOP a sample, counted)")  # fmt: skip
-    print(f"  ratio Ray Train / plain: {ray_rate / plain_rate:.2f}")
+    print(f"  (Ray Train job wall {result['ray_wall_s']:.0f} s incl. start-up; "
+          f"{result['flops_per_sample'] / 1e9:.1f} GFLOP a sample, counted)")  # fmt: skip
+    print(f"  ratio Ray Train / plain: {result['ray_vs_plain']:.2f}")
     return 0

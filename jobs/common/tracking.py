@@ -7,10 +7,12 @@ first, and when it cannot be reached the job goes on, says so once, and keeps it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from jobs.common.config import plain_name
 
 log = logging.getLogger("genie.tracking")
 DEFAULT_URI = "http://127.0.0.1:5000"
@@ -170,9 +174,18 @@ def tracked_run(experiment: str, run_name: str, **kwargs: Any) -> Iterator[Track
     tracker.finish()
 
 
+def run_key_tags(run_key: str) -> dict[str, str]:
+    """Tags that mark a run as the one for `run_key` (e.g. storage path + run name): the key
+    to read, and its SHA-256, which `find_unfinished_run` searches by. An MLflow filter string
+    has no escape for quotes (a value holding both ' and " cannot be written in one), so free
+    text such as a storage path never goes into a filter."""
+    digest = hashlib.sha256(run_key.encode()).hexdigest()
+    return {"genie.run_key": run_key, "genie.run_key_sha256": digest}
+
+
 def find_unfinished_run(experiment: str, run_key: str, uri: str | None = None) -> str | None:
-    """The run of `experiment` tagged `genie.run_key=run_key` that has not finished, if any:
-    a rerun under the same name continues it instead of starting a second one."""
+    """The run of `experiment` tagged with `run_key_tags(run_key)` that has not finished, if
+    any: a rerun under the same name continues it instead of starting a second one."""
     uri = tracking_uri(uri)
     if not server_reachable(uri):
         return None
@@ -182,53 +195,127 @@ def find_unfinished_run(experiment: str, run_key: str, uri: str | None = None) -
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
+    digest = run_key_tags(run_key)["genie.run_key_sha256"]
     runs = client.search_runs(
         [found.experiment_id],
-        filter_string=f"tags.`genie.run_key` = '{run_key}' and attributes.status != 'FINISHED'",
+        filter_string=f"tags.`genie.run_key_sha256` = '{digest}' and attributes.status != 'FINISHED'",
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
-def register_checkpoint(
-    tracker: Tracker, model_name: str, artifact_path: str, alias: str
-) -> str | None:
-    """Register the run's logged checkpoint folder as a new version of `model_name` with `alias`.
+MODEL_URI_TAG = "genie.model_uri"  # where a training run's exported weights live
 
-    The checkpoint is a plain state_dict (loaded with weights_only=True), not a pickled module."""
+
+def register_model(tracker: Tracker, model_name: str, weights: str, alias: str) -> str | None:
+    """Register the run's exported weights (a folder, local or on an object store) as a new
+    version of `model_name` with `alias`, by URI: MLflow records where the weights are and
+    carries their small `model.json` as the run's `model/` artifact, never the weights."""
     if not tracker.active:
         return None
+    from pipelines import storage
+
     client = tracker._client()
     try:
-        if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        client.set_tag(tracker.run_id, MODEL_URI_TAG, weights)
+        with tempfile.TemporaryDirectory() as folder:
+            info = Path(folder) / "model.json"
+            info.write_bytes(storage.read_bytes(storage.join(weights, "model.json")))
+            client.log_artifact(tracker.run_id, str(info), "model")
+        plain = plain_name("model_name", model_name)  # it goes into a filter string
+        if not client.search_registered_models(filter_string=f"name = '{plain}'"):
             client.create_registered_model(model_name)
         version = client.create_model_version(
-            model_name, f"runs:/{tracker.run_id}/{artifact_path}", run_id=tracker.run_id
-        )
+            model_name, f"runs:/{tracker.run_id}/model", run_id=tracker.run_id,
+            tags={"weights_uri": weights},
+        )  # fmt: skip
         client.set_registered_model_alias(model_name, alias, version.version)
         return version.version
     except Exception as e:
-        log.warning(
-            "registering %s failed (%s); the checkpoint stays in the run's artifacts", model_name, e
-        )
+        log.warning("registering %s failed (%s); the weights stay at %s", model_name, e, weights)
         return None
 
 
-def resolve_model(reference: str, uri: str | None = None) -> tuple[str, str]:
-    """`genie-tokenizer@latest-tiny` (registered model and alias) or a run id -> (run id, local
-    path of the run's checkpoint/model.pt)."""
+def run_of(reference: str, uri: str | None = None) -> str:
+    """The MLflow run id that `reference` names: `genie-tokenizer@latest-tiny` (registered model
+    and alias) or a run id as is."""
+    if "@" not in reference:
+        return reference
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(uri))
+    name, alias = reference.split("@", 1)
+    plain_name("registered model", name)
+    plain_name("model alias", alias)
+    aliases = client.get_registered_model(name).aliases
+    if alias not in aliases:
+        raise ValueError(f"model {name} has no alias {alias!r} (aliases: {sorted(aliases)})")
+    return client.get_model_version(name, aliases[alias]).run_id
+
+
+def model_uri(reference: str, uri: str | None = None) -> tuple[str, str]:
+    """(run id, URI of its weights) for a registry reference or run id: the exported folder
+    (local or object store) the run recorded, or, for runs from before, the model.pt it logged
+    to MLflow (downloaded)."""
     import mlflow
 
     uri = tracking_uri(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    run_id = reference
-    if "@" in reference:
-        name, alias = reference.split("@", 1)
-        aliases = client.get_registered_model(name).aliases
-        if alias not in aliases:
-            raise ValueError(f"model {name} has no alias {alias!r} (aliases: {sorted(aliases)})")
-        run_id = client.get_model_version(name, aliases[alias]).run_id
+    run_id = run_of(reference, uri)
+    tags = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).data.tags
+    if MODEL_URI_TAG in tags:
+        return run_id, tags[MODEL_URI_TAG]
     local = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path="checkpoint/model.pt", tracking_uri=uri
     )
     return run_id, local
+
+
+def resolve_model(reference: str, uri: str | None = None) -> tuple[str, str]:
+    """`genie-tokenizer@latest-tiny` (registered model and alias) or a run id -> (run id, local
+    path of its weights, for `models.checkpoint.load_trained`)."""
+    from pipelines.storage import local_copy
+
+    run_id, weights = model_uri(reference, uri)
+    return run_id, local_copy(weights)
+
+
+def resolve_world(
+    references: dict[str, str | None], preset: str = "tiny", uri: str | None = None
+) -> dict[str, tuple[str, str]]:
+    """Stage -> (run id, local weights) for models that belong together.
+
+    `references` names some of tokenizer, lam, dynamics (None: not given). With a dynamics
+    model, the tokenizer and LAM default to the runs its token shards were made by (recorded
+    in its run); one given that is not that run is refused, naming both, and so is a tokenizer
+    whose vocabulary or grid is not the dynamics model's. Without a dynamics model, a stage not
+    given is `genie-<stage>@latest-<preset>`."""
+    import mlflow
+
+    from models.checkpoint import check_pair, read_info
+
+    uri = tracking_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs: dict[str, str] = {}
+    recorded: dict[str, str] = {}
+    if "dynamics" in references:
+        runs["dynamics"] = run_of(references["dynamics"] or f"genie-dynamics@latest-{preset}", uri)
+        tags = client.get_run(runs["dynamics"]).data.tags
+        recorded = {s: tags.get(f"upstream.{s}_run", "") for s in ("tokenizer", "lam")}
+    for stage, reference in references.items():
+        if stage == "dynamics":
+            continue
+        if reference is None:
+            runs[stage] = recorded.get(stage) or run_of(f"genie-{stage}@latest-{preset}", uri)
+            continue
+        runs[stage] = run_of(reference, uri)
+        if recorded.get(stage) and runs[stage] != recorded[stage]:
+            raise ValueError(
+                f"{stage} {reference} (run {runs[stage]}) and dynamics run {runs['dynamics']} do "
+                f"not belong together: the dynamics model was trained on tokens of {stage} run "
+                f"{recorded[stage]}. Drop --{stage} to load that one"
+            )
+    resolved = {stage: resolve_model(run, uri) for stage, run in runs.items()}
+    if "tokenizer" in resolved and "dynamics" in resolved:
+        check_pair(read_info(resolved["tokenizer"][1]), read_info(resolved["dynamics"][1]),
+                   (f"run {runs['tokenizer']}", f"run {runs['dynamics']}"))  # fmt: skip
+    return resolved

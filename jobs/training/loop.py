@@ -1,13 +1,16 @@
 """The Ray Train loop every stage shares: one `train_loop_per_worker`, stage-specific parts apart.
 
-What a checkpoint holds: model, optimizer, scheduler, step, RNG state, data position and the
-MLflow run id, so a run restarted by Ray Train after a worker dies (or rerun by the user under
-the same name) continues the same MLflow run with no step logged twice or skipped.
+What a checkpoint holds (jobs/training/checkpoint.py): model and optimizer shards, scheduler,
+step, each rank's RNG state, data position, the MLflow run id and the model config, so a run
+restarted by Ray Train after a worker dies (or rerun by the user under the same name) continues
+the same MLflow run with no step logged twice or skipped, each rank drawing what it would have.
+
+Rank r seeds its RNG with `seed + r` once the (identical) initial weights are built, so the
+ranks draw different MaskGIT masks and dropout: N workers see N mask patterns, not one.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -21,38 +24,29 @@ import ray.train.torch
 import torch
 
 from jobs.common.tracking import Tracker
+from jobs.training import checkpoint
 from jobs.training.config import TrainConfig
-from jobs.training.parallelize import (
-    full_value,
-    load_training_state,
-    parallelize,
-    training_state,
-    unwrap,
-)
+from jobs.training.parallelize import build_parallel, full_value, unwrap
 from jobs.training.schedule import warmup_cosine
 from jobs.training.stages import STAGES, Stage
-
-STATE_FILE = "state.pt"
+from models.checkpoint import check_config, config_dict
+from pipelines import storage
 
 
 @contextmanager
-def checkpoint_of(state: dict[str, Any] | None) -> Iterator[ray.train.Checkpoint | None]:
-    """`state` as a Ray checkpoint in a scratch folder, removed once `ray.train.report` has
-    copied it to storage (synchronous upload): without that, every checkpoint of every run
-    stayed in /tmp, a model's full size each time."""
-    if state is None:
+def checkpoint_of(
+    model, optimizer, rank: int, train_state: dict[str, Any] | None
+) -> Iterator[ray.train.Checkpoint | None]:
+    """This rank's part of a checkpoint (its shards, its RNG; rank 0 also the train state) as a
+    Ray checkpoint in a scratch folder; Ray Train copies every rank's folder into one checkpoint
+    in storage. The folder is removed once `ray.train.report` has copied it (synchronous upload):
+    without that, every checkpoint of every run stayed in /tmp."""
+    if train_state is None:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="genie-ckpt-") as directory:
-        torch.save(state, os.path.join(directory, STATE_FILE))
+        checkpoint.save(directory, unwrap(model), optimizer, rank, train_state)
         yield ray.train.Checkpoint.from_directory(directory)
-
-
-def load_checkpoint(checkpoint: ray.train.Checkpoint | None) -> dict[str, Any] | None:
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / STATE_FILE, weights_only=True, map_location="cpu")
 
 
 def autocast(config: TrainConfig, device: torch.device):
@@ -77,9 +71,10 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     # Sharded (FSDP) or replicated (DDP) before the optimizer exists: it holds the shards.
-    model = parallelize(stage.build_model(config).to(device), config.strategy, device)
+    model = build_parallel(config.stage, config.model, config.strategy, device)
+    torch.manual_seed(config.seed + rank)  # each rank its own masks, dropout, ...
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.optim.lr,
@@ -93,14 +88,18 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
         ),
     )
     step, batches_seen = 0, 0
-    state = load_checkpoint(ray.train.get_checkpoint())
-    if state is not None:
-        load_training_state(model, optimizer, state)
+    state, resumed_from = None, ray.train.get_checkpoint()
+    if resumed_from is not None:
+        fs, folder = resumed_from.filesystem, resumed_from.path
+        state = checkpoint.train_state(fs, folder)
+        # Before any shard is read: a model of another shape fails here, naming the field.
+        check_config(state.get("model_config"), config.stage, config.model,
+                     f"the checkpoint at {folder}")  # fmt: skip
+        read = checkpoint.load(fs, folder, unwrap(model), optimizer, rank)
         scheduler.load_state_dict(state["scheduler"])
         step, batches_seen = state["step"], state["batches_seen"]
         run_id = state["mlflow_run_id"] or run_id
-        torch.set_rng_state(state["rng"][rank % len(state["rng"])])
-        say(f"[rank {rank}] resumed from step {step}")
+        say(f"[rank {rank}] resumed from step {step} (read {read / 2**20:.1f} MiB of shards)")
     if config.compile:
         model = torch.compile(model)
 
@@ -108,7 +107,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     if rank == 0:
         tracker = Tracker.open(
             stage.experiment, config.name, uri=config.mlflow_uri, run_id=run_id,
-            fallback_dir=None if "://" in config.storage_path else Path(config.storage_path) / config.name,
+            fallback_dir=None if storage.is_uri(config.storage_path) else Path(config.storage_path) / config.name,
         )  # fmt: skip
         if state is None:
             tracker.log_params(config.flat_params())
@@ -164,29 +163,42 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
                 metrics.update(eval_metrics)
                 if tracker is not None and step > logged_through:
                     stage.log_images(tracker, images, step)
-            to_save = None
+            train_state = None
             if step % config.checkpoint_every == 0 or last:
-                run = tracker.run_id if tracker else None
-                to_save = {
-                    **training_state(model, optimizer),  # a collective: every rank
+                train_state = {
                     "scheduler": scheduler.state_dict(),
                     "step": step,
                     "batches_seen": batches_seen,
-                    "rng": [torch.get_rng_state()],
-                    "mlflow_run_id": run,
+                    "mlflow_run_id": tracker.run_id if tracker else run_id,
                     "config": values,
+                    "model_config": config_dict(config.stage, config.model),
+                    "world_size": world,
                 }
             if tracker is not None and step > logged_through:
                 tracker.log_metrics(metrics, step=step)
                 say(f"[{stage.name}] step {step}/{config.steps} " + " ".join(
                     f"{k}={v:.4g}" for k, v in metrics.items()))  # fmt: skip
-            with checkpoint_of(to_save if rank == 0 else None) as checkpoint:
-                ray.train.report({**metrics, "step": step}, checkpoint=checkpoint)
+            # Every rank writes its part (a collective), so every rank reports one.
+            with checkpoint_of(model, optimizer, rank, train_state) as saved:
+                ray.train.report({**metrics, "step": step}, checkpoint=saved)
             window_start, samples = time.perf_counter(), 0
     if step < config.steps:
         raise RuntimeError(
             f"the training data ran out at step {step} of {config.steps}: "
             f"{config.data} gives too few windows (windows_per_clip={config.windows_per_clip})"
         )
+    export(unwrap(model), config, step, tracker.run_id if tracker else run_id)
     if tracker is not None:
         say(f"[{stage.name}] finished {step} steps in {time.perf_counter() - started:.0f}s")
+
+
+def export(model, config: TrainConfig, step: int, run_id: str | None) -> None:
+    """The weights for serving, each rank writing its own shards to
+    storage_path/name/model/ (never gathered), with the model config and lineage."""
+    fs, root = storage.filesystem(storage.join(config.storage_path, config.name, "model"))
+    info = {
+        "stage": config.stage, "preset": config.model, "step": step,
+        "config": config_dict(config.stage, config.model), "mlflow_run_id": run_id,
+        "data": config.data, "tokenizer_run": config.tokenizer_run, "lam_run": config.lam_run,
+    }  # fmt: skip
+    checkpoint.export_model(model, fs, root, info)

@@ -28,7 +28,7 @@ HELDOUT_SAMPLES = 4
 
 
 def mean_psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR per frame (`models.metrics.psnr`, as `genie evaluate` reports it), averaged."""
+    """PSNR per frame (`models.metrics.psnr`, as `genie eval` reports it), averaged."""
     return float(metrics.psnr(prediction, target).mean())
 
 

@@ -7,7 +7,7 @@ import json
 import mlflow
 import pytest
 
-from jobs.common.tracking import Tracker, tracked_run
+from jobs.common.tracking import Tracker, find_unfinished_run, run_key_tags, tracked_run
 from tests.conftest import free_ports
 
 
@@ -60,3 +60,19 @@ def test_failed_block_marks_the_run_failed(mlflow_uri):
     ):
         raise RuntimeError("training diverged")
     assert mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(t.run_id).info.status == "FAILED"
+
+
+def test_run_keys_with_quotes_find_their_unfinished_run(mlflow_uri):
+    """A run key is a storage path plus a run name: quotes in it must not break the search
+    that finds the run to continue (an MLflow filter string cannot escape them)."""
+    experiment = "genie-test-run-keys"
+    keys = ["/runs/bob's-run", '/runs/say "hi"', "/runs/both ' and \"", "/runs/plain"]
+    opened = {
+        key: Tracker.open(experiment, "keyed", uri=mlflow_uri, tags=run_key_tags(key)).run_id
+        for key in keys
+    }
+    for key, run_id in opened.items():
+        assert find_unfinished_run(experiment, key, mlflow_uri) == run_id, key
+    Tracker(opened[keys[0]], mlflow_uri, None).finish()
+    assert find_unfinished_run(experiment, keys[0], mlflow_uri) is None  # finished: start anew
+    assert find_unfinished_run(experiment, "/runs/other", mlflow_uri) is None
