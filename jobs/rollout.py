@@ -15,7 +15,13 @@ import time
 from pathlib import Path
 
 from jobs.serving.prompt import decode_prompt_image
-from jobs.serving.world import add_world_arguments, load_world, write_rollout_video
+from jobs.serving.world import (
+    add_world_arguments,
+    check_world_arguments,
+    load_world,
+    world_files,
+    write_rollout_video,
+)
 from pipelines.images import to_model
 
 EPILOG = """\
@@ -61,8 +67,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         actions = parse_actions(args.actions)
     except ValueError as error:
         parser.error(str(error))
-    if args.maskgit_steps < 1:
-        parser.error(f"--maskgit-steps must be >= 1, got {args.maskgit_steps}")
+    check_world_arguments(parser, args)
     out = Path(args.out)
     if out.suffix != ".mp4":
         parser.error(f"--out must end in .mp4, got {args.out}")
@@ -70,7 +75,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not prompt_path.is_file():
         parser.error(f"--prompt: {args.prompt} is not a file")
 
-    world = load_world(args.tokenizer, args.dynamics, args.maskgit_steps, args.mlflow_uri)
+    try:
+        files = world_files(args.tokenizer, args.dynamics, args.mlflow_uri)
+    except ValueError as error:
+        parser.error(str(error))
+    world = load_world(
+        files, args.maskgit_steps, confident=args.confident, decode_context=args.decode_context
+    )
     bad = [a for a in actions if not 0 <= a < world.num_actions]
     if bad:
         parser.error(

@@ -149,6 +149,82 @@ class TemporalKVCache:
         ]
 
 
+class FrameAfterCache:
+    """One new frame after the cached ones, run through the stack again and again without
+    committing it: what MaskGIT's rounds do at play time. Each call gives exactly what
+    `STTransformer.forward(x, cache)` gives for a one-frame `x` (tests/models/test_maskgit.py).
+
+    `forward` concatenates the cached keys/values with the new frame's at every call, a copy of
+    the whole cache per layer and round; here they are copied once into buffers with one more
+    slot, which each call overwrites with the new frame's keys/values. `commit()` then makes
+    the last call's frame part of the cache, as `forward(x, cache, commit=True)` would.
+    """
+
+    def __init__(self, transformer: STTransformer, cache: TemporalKVCache) -> None:
+        if transformer.attention != "st":
+            raise ValueError("a temporal key/value cache needs attention='st'")
+        self.transformer, self.cache = transformer, cache
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(cache.layers)
+        self.rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.committed = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The stack's output (B, 1, N, D) for the new frame `x` (B, 1, N, D)."""
+        b, t, n, d = x.shape
+        if t != 1:
+            raise ValueError(f"x must hold one frame, (B, 1, N, D), got {tuple(x.shape)}")
+        if self.committed:
+            raise RuntimeError(
+                "this frame is committed: the next frame needs a new FrameAfterCache"
+            )
+        stack = self.transformer
+        if self.rotary is None:
+            position = torch.arange(
+                self.cache.num_frames, self.cache.num_frames + 1, device=x.device
+            )
+            self.rotary = rotary_tables(position, stack.head_dim)
+        spatial_rotary = (
+            None if stack.spatial_cos is None else (stack.spatial_cos, stack.spatial_sin)
+        )
+        x = x + stack.spatial_position.to(x.dtype)
+        for index, block in enumerate(stack.blocks):
+            h = block.spatial_norm(x).reshape(b, n, d)
+            x = x + block.spatial_attn(h, rotary=spatial_rotary)[0].view(b, 1, n, d)
+            h = block.temporal_norm(x).transpose(1, 2).reshape(b * n, 1, d)
+            h = self._temporal(index, block.temporal_attn, h)
+            x = x + h.view(b, n, 1, d).transpose(1, 2)
+            x = x + block.ffn(block.ffn_norm(x))
+        return stack.norm(x)
+
+    def _temporal(self, index: int, attention: Attention, h: torch.Tensor) -> torch.Tensor:
+        """`attention(h, rotary=..., causal=True, past=cached)` for one new position."""
+        seqs, _, dim = h.shape
+        heads = attention.num_heads
+        q, k, v = attention.qkv(h).view(seqs, 1, 3, heads, dim // heads).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = apply_rotary(q, *self.rotary), apply_rotary(k, *self.rotary)
+        if self.buffers[index] is None:
+            past = self.cache.layers[index]
+            cached = 0 if past is None else past[0].shape[2]
+            keys = k.new_empty(seqs, heads, cached + 1, k.shape[-1])
+            values = v.new_empty(seqs, heads, cached + 1, v.shape[-1])
+            if past is not None:
+                keys[:, :, :-1], values[:, :, :-1] = past
+            self.buffers[index] = keys, values
+        keys, values = self.buffers[index]
+        keys[:, :, -1:], values[:, :, -1:] = k, v
+        out = F.scaled_dot_product_attention(q, keys, values)
+        return attention.out(out.transpose(1, 2).reshape(seqs, 1, dim))
+
+    def commit(self) -> None:
+        """Add the frame of the last call to the cache (call it with the frame's final tokens)."""
+        if any(kv is None for kv in self.buffers):
+            raise RuntimeError("commit() before any call: there is no frame to add")
+        self.cache.layers = list(self.buffers)
+        self.cache.num_frames += 1
+        self.committed = True
+
+
 class STBlock(nn.Module):
     """Spatial attention, causal temporal attention, one feed-forward; each pre-norm residual."""
 

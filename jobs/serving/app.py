@@ -3,49 +3,58 @@
 One deployment holds the tokenizer and dynamics (on a GPU when the cluster has one) and the
 live sessions: each keeps its `Rollout` (token history and temporal key/value cache), so an
 action costs one new frame, not a re-encoding of the past. The page picks a prompt (the first
-frame of a curated clip, or an uploaded PNG/JPEG), sends actions from buttons or keys 1..|A|,
-and downloads the session as mp4.
+frame of a curated clip, or an uploaded PNG/JPEG), sends actions from the game's controls
+(where an action map names them, `controls.py`) or latent buttons, can record the session as
+footage (`recording.py`) and downloads it as mp4.
 
 Every input is checked and a bad one gets a 4xx JSON `{"error": ...}` while the server goes on:
-action range, upload type (by its bytes, not its header), upload bytes and pixels, session ids
-(random tokens of a fixed format), and the number of live sessions (the least recently used is
-evicted only once it has been idle a while; otherwise a new session gets 429).
+the Host a request is addressed to and its body size, on every route (`guard.py`); action
+range, upload type (by its bytes, not its header), upload pixels, session ids (random tokens
+of a fixed format); the number of live sessions, reserved before any model work, and of video
+encodes at once (`sessions.py`).
 
 HTTP listens on 127.0.0.1 only; on a cluster, reach it with a port-forward.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the route parameters' real types
-# (Request, StepRequest), and Serve's ingress wrappers resolve string annotations elsewhere.
+# No `from __future__ import annotations`: FastAPI must see the route parameters' real types.
 
 import base64
-import io
 import json
-import re
-import secrets
-import threading
+import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 import cv2
 import numpy as np
 import ray
 import torch
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from jobs.serving.controls import ActionMap, action_names, controls, controls_json
+from jobs.serving.guard import RequestGuard
 from jobs.serving.prompt import ImageTooLarge, UnsupportedImage, decode_prompt_image, fit_to_frame
-from jobs.serving.world import load_world, write_rollout_video
-from models.world import Rollout
+from jobs.serving.recording import Recorder
+from jobs.serving.sessions import EncodeSlots, PlayError, PlayLimits, PlaySession, SessionStore
+from jobs.serving.world import (
+    PLAY_CONFIDENT,
+    PLAY_DECODE_CONTEXT,
+    PLAY_MASKGIT_STEPS,
+    VIDEO_FPS,
+    load_world,
+    world_files,
+    write_rollout_video,
+)
 from pipelines.images import to_model, to_uint8
 from pipelines.training_data import kept_clips
 from pipelines.video import read_frames
@@ -53,80 +62,32 @@ from pipelines.video import read_frames
 HOST = "127.0.0.1"
 APP_NAME = "genie-play"
 PAGE = Path(__file__).with_name("page.html")
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
 IMAGE_TYPES = ("image/png", "image/jpeg")
 MAX_JSON_BYTES = 4096
+CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
-class PlayLimits:
-    max_sessions: int = 8
-    idle_eviction_s: float = 300.0  # a full server evicts its least recent session once this idle
-    max_upload_bytes: int = 2 * 2**20
-    max_image_pixels: int = 4096 * 4096
-    max_frames: int = 300  # per session (30 s at 10 FPS): frames are kept for the download
+class PlayConfig:
+    """How a play server runs, besides its models and prompts."""
 
-
-class PlayError(Exception):
-    """A request the server refuses: `status` is the HTTP status, `message` says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-@dataclass
-class PlaySession:
-    prompt: torch.Tensor  # (1, C, H, W), kept for reset
-    game: Rollout
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one step at a time
-
-
-class SessionStore:
-    """Live sessions by id, least recently used first, with when each was last used."""
-
-    def __init__(self, max_sessions: int, idle_eviction_s: float) -> None:
-        self.max_sessions, self.idle_eviction_s = max_sessions, idle_eviction_s
-        self.sessions: OrderedDict[str, Any] = OrderedDict()
-        self.last_used: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def add(self, session: Any) -> str:
-        with self.lock:
-            if len(self.sessions) >= self.max_sessions:
-                oldest = next(iter(self.sessions))
-                idle = time.monotonic() - self.last_used[oldest]
-                if idle < self.idle_eviction_s:
-                    raise PlayError(
-                        429,
-                        f"{self.max_sessions} sessions are live, the limit; one is freed when it "
-                        f"has been idle {self.idle_eviction_s:.0f} s: try again in "
-                        f"{self.idle_eviction_s - idle:.0f} s",
-                    )
-                self._drop(oldest)
-            session_id = secrets.token_urlsafe(16)
-            self.sessions[session_id] = session
-            self.last_used[session_id] = time.monotonic()
-            return session_id
-
-    def get(self, session_id: str) -> Any:
-        if not SESSION_ID.fullmatch(session_id):
-            raise PlayError(400, "malformed session id: expected 22 characters of [A-Za-z0-9_-]")
-        with self.lock:
-            if session_id not in self.sessions:
-                raise PlayError(404, "unknown session (it may have been evicted): start a new one")
-            self.sessions.move_to_end(session_id)
-            self.last_used[session_id] = time.monotonic()
-            return self.sessions[session_id]
-
-    def remove(self, session_id: str) -> None:
-        self.get(session_id)  # same checks and errors as any other use
-        with self.lock:
-            self._drop(session_id)
-
-    def _drop(self, session_id: str) -> None:
-        self.sessions.pop(session_id, None)
-        self.last_used.pop(session_id, None)
+    maskgit_steps: int = PLAY_MASKGIT_STEPS
+    """MaskGIT rounds a frame, at most."""
+    confident: float = PLAY_CONFIDENT
+    """Samples more probable than this are kept at once (1: the schedule alone)."""
+    decode_context: int = PLAY_DECODE_CONTEXT
+    """Frames the tokenizer decodes each new frame with."""
+    seed: int = 0
+    """Sampling seed of every session (a reset replays the same game)."""
+    limits: PlayLimits = field(default_factory=PlayLimits)
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names served besides 127.0.0.1, localhost and [::1]."""
+    record_dir: str = ""
+    """Folder recordings go to ("" : recording is off)."""
+    action_map: ActionMap | None = None
+    """Named controls (controls.py); None: latent buttons only."""
+    cpus: int = 1
+    """CPU threads of the replica."""
 
 
 class StepRequest(BaseModel):
@@ -134,53 +95,49 @@ class StepRequest(BaseModel):
     action: int
 
 
-def png_data_url(frame: torch.Tensor) -> str:
-    """A (C, H, W) frame in [0, 1] as a data: URL the page can show directly."""
-    ok, png = cv2.imencode(".png", cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2BGR))
+class RecordRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    on: bool
+
+
+def png_data_url(frame: np.ndarray) -> str:
+    """An RGB uint8 (H, W, 3) frame as a data: URL the page can show directly."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("PNG encoding of a frame failed")
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PlayError(413, f"body is {int(declared):,} bytes; the limit is {limit:,}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PlayError(413, f"body is over the limit of {limit:,} bytes")
-    return bytes(body)
+def parse_json(body: bytes, model: type[BaseModel], example: str) -> BaseModel:
+    """A request body checked against `model`: 400 when it is not JSON, 422 naming each field."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PlayError(400, f"body is not JSON: send {example}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise PlayError(422, "; ".join(problems)) from None
 
 
-api = FastAPI(title="genie play", docs_url=None, redoc_url=None, openapi_url=None)
+def file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        handle.close()
 
 
-@api.exception_handler(PlayError)
-async def play_error(_: Request, error: PlayError) -> JSONResponse:
-    return JSONResponse({"error": error.message}, status_code=error.status)
-
-
-@api.exception_handler(RequestValidationError)
-async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-    problems = [
-        f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}"
-        for e in error.errors()
-    ]
-    return JSONResponse({"error": "; ".join(problems)}, status_code=422)
-
-
-@api.exception_handler(HTTPException)
-async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
-
-
-@serve.deployment(max_ongoing_requests=16)
-@serve.ingress(api)
 class PlayServer:
-    """The models, the curated prompts and the live sessions of one replica."""
+    """The models, the curated prompts and the live sessions of one replica.
+
+    A plain class (tests build it directly); `start_play_server` deploys it as a Serve ingress,
+    whose FastAPI app `build_api` makes once the replica is built.
+    """
 
     def __init__(
         self,
@@ -188,110 +145,178 @@ class PlayServer:
         dynamics: str,
         mlflow_uri: str | None,
         prompts: dict[str, np.ndarray],
-        maskgit_steps: int,
-        seed: int,
-        limits: PlayLimits,
-        cpus: int,
+        config: PlayConfig,
     ) -> None:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
-            torch.set_num_threads(cpus)
+            torch.set_num_threads(config.cpus)
         # Models are loaded here, not sent from the driver: a replica on any node fetches them.
-        self.world = load_world(tokenizer, dynamics, maskgit_steps, mlflow_uri, self.device)
+        files = world_files(tokenizer, dynamics, mlflow_uri)
+        self.world = load_world(
+            files, config.maskgit_steps, self.device, config.confident, config.decode_context
+        )
         self.prompts = {
             name: fit_to_frame(frame, self.world.frame_shape) for name, frame in prompts.items()
         }
-        self.seed, self.limits = seed, limits
-        self.sessions = SessionStore(limits.max_sessions, limits.idle_eviction_s)
-        self.page = PAGE.read_text()
+        self.config, self.limits = config, config.limits
+        self.sessions = SessionStore(
+            self.limits.max_sessions, self.limits.idle_eviction_s, on_drop=self._save_recording
+        )
+        self.encodes = EncodeSlots(self.limits.max_encodes)
+        self.recorder = Recorder(config.record_dir) if config.record_dir else None
+        self.controls = controls(self.world.num_actions, config.action_map)
+        self.action_names = action_names(self.world.num_actions, config.action_map)
 
-    @api.get("/")
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_api(self)
+
     def page(self) -> HTMLResponse:
-        return HTMLResponse(self.page)
+        return HTMLResponse(PAGE.read_text())
 
-    @api.get("/info")
     def info(self) -> dict:
         _, height, width = self.world.frame_shape
+        action_map = self.config.action_map
         return {
             "num_actions": self.world.num_actions,
+            "controls": controls_json(self.controls),
+            "action_map": action_map.source or "(no source)" if action_map else None,
             "prompts": list(self.prompts),
             "maskgit_steps": self.world.maskgit_steps,
-            "frame": {"height": height, "width": width},
+            "confident": self.world.confident,
+            "decode_context": self.world.decode_context,
+            "frame": {"height": height, "width": width, "fps": VIDEO_FPS},
             "device": self.device,
+            "recording": str(self.recorder.folder) if self.recorder else None,
             "limits": asdict(self.limits),
         }
 
-    @api.get("/prompts/{name}.png")
     def prompt_image(self, name: str) -> Response:
         if name not in self.prompts:
-            raise PlayError(404, f"unknown prompt {name!r}: GET /info lists them")
+            raise PlayError(404, f"unknown prompt {name[:80]!r}: GET /info lists them")
         _, png = cv2.imencode(".png", cv2.cvtColor(self.prompts[name], cv2.COLOR_RGB2BGR))
         return Response(png.tobytes(), media_type="image/png")
 
-    @api.post("/sessions", status_code=201)
-    async def create(self, request: Request) -> dict:
+    async def create(self, request: Request) -> JSONResponse:
         """JSON `{"prompt": name}` for a curated prompt, or a PNG/JPEG body to upload one."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await request.body()  # capped by the guard
         if content_type == "application/json":
-            prompt = self._curated_prompt(await read_body(request, MAX_JSON_BYTES))
+            prompt = self._curated_prompt(body)
         elif content_type in IMAGE_TYPES:
-            data = await read_body(request, self.limits.max_upload_bytes)
-            prompt = await run_in_threadpool(self._uploaded_prompt, data)
+            prompt = await run_in_threadpool(self._uploaded_prompt, body)
         else:
             raise PlayError(
                 415,
                 f"Content-Type {content_type or '(none)'} is not accepted: send application/json "
                 '{"prompt": <name from /info>} or an image/png or image/jpeg body',
             )
-        return await run_in_threadpool(self._start, prompt)
+        return JSONResponse(await run_in_threadpool(self.start, prompt), status_code=201)
 
-    @api.post("/sessions/{session_id}/step")
-    def step(self, session_id: str, body: StepRequest) -> dict:
+    def start(self, image: np.ndarray) -> dict:
+        """A new session from an RGB uint8 prompt at the frame size; its slot is taken first."""
+        started = time.perf_counter()
+        with self.sessions.reserve() as add:
+            prompt = to_model(image, self.device)[None]
+            game = self.world.start(prompt, seed=self.config.seed, keep_video=False)
+            session_id = add(PlaySession(prompt, game, [image]))
+        return {
+            "session": session_id,
+            "frame": png_data_url(image),
+            "index": 0,
+            "ms": (time.perf_counter() - started) * 1000,
+            "num_actions": self.world.num_actions,
+        }
+
+    async def step_route(self, session_id: str, request: Request) -> dict:
+        body = parse_json(await request.body(), StepRequest, '{"action": <code>}')
+        return await run_in_threadpool(self.step, session_id, body.action)
+
+    def step(self, session_id: str, action: int) -> dict:
         session = self.sessions.get(session_id)
         actions = self.world.num_actions
-        if not 0 <= body.action < actions:
+        if not 0 <= action < actions:
             raise PlayError(
-                422,
-                f"action must be in 0..{actions - 1} (this model has {actions}), got {body.action}",
+                422, f"action must be in 0..{actions - 1} (this model has {actions}), got {action}"
             )
         with session.lock:
-            if len(session.game.frames) >= self.limits.max_frames:
+            if len(session.frames) >= self.limits.max_frames:
                 raise PlayError(
                     409,
                     f"session has reached {self.limits.max_frames} frames, the limit: "
                     "download it, then reset or start a new one",
                 )
             started = time.perf_counter()
-            frame = session.game.step(body.action)[0]
+            frame = to_uint8(session.game.step(action)[0])
             ms = (time.perf_counter() - started) * 1000
-            index = len(session.game.frames) - 1
-        return {"frame": png_data_url(frame), "index": index, "action": body.action, "ms": ms}
+            session.frames.append(frame)
+            session.actions.append(action)
+            index = len(session.frames) - 1
+        return {"frame": png_data_url(frame), "index": index, "action": action, "ms": ms}
 
-    @api.post("/sessions/{session_id}/reset")
     def reset(self, session_id: str) -> dict:
+        """Back to the prompt, same seed; a recording in progress is saved and goes on."""
         session = self.sessions.get(session_id)
         with session.lock:
-            session.game = self.world.start(session.prompt, seed=self.seed)
-        return {"frame": png_data_url(session.prompt[0]), "index": 0, "ms": 0.0}
+            saved = self._save_recording(session)
+            session.game = self.world.start(session.prompt, seed=self.config.seed, keep_video=False)
+            session.frames, session.actions = session.frames[:1], []
+            if session.record_from is not None:
+                session.record_from = 0
+        return {"frame": png_data_url(session.frames[0]), "index": 0, "ms": 0.0, "saved": saved}
 
-    @api.get("/sessions/{session_id}/video.mp4")
-    def video(self, session_id: str) -> Response:
+    async def record_route(self, session_id: str, request: Request) -> dict:
+        body = parse_json(await request.body(), RecordRequest, '{"on": true}')
+        return await run_in_threadpool(self.record, session_id, body.on)
+
+    def record(self, session_id: str, on: bool) -> dict:
+        """Start recording from the current frame, or stop and save what was recorded."""
+        if self.recorder is None:
+            raise PlayError(409, "recording is off on this server (start it with --record-dir)")
         session = self.sessions.get(session_id)
         with session.lock:
-            frames = session.game.video()[0]
-        buffer = io.BytesIO()
-        write_rollout_video(frames, buffer)
+            saved = self._save_recording(session)
+            session.record_from = len(session.frames) - 1 if on else None
+        return {"recording": on, "saved": saved, "folder": str(self.recorder.folder)}
+
+    def video(self, session_id: str) -> StreamingResponse:
+        """The session so far as mp4, encoded a frame at a time to an unnamed temporary file,
+        then streamed from it: at most `max_encodes` at once, none held in memory whole."""
+        session = self.sessions.get(session_id)
+        with session.lock:
+            frames = list(session.frames)
+        with self.encodes.take():
+            handle = tempfile.TemporaryFile()  # noqa: SIM115 (file_chunks closes it once sent)
+            try:
+                write_rollout_video(frames, handle)
+            except BaseException:
+                handle.close()
+                raise
+        size = handle.tell()
+        handle.seek(0)
         filename = f"genie-play-{session_id[:8]}.mp4"
-        return Response(
-            buffer.getvalue(),
+        return StreamingResponse(
+            file_chunks(handle),
             media_type="video/mp4",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Content-Length": str(size),
+            },
         )
 
-    @api.delete("/sessions/{session_id}", status_code=204)
     def delete(self, session_id: str) -> Response:
-        self.sessions.remove(session_id)
+        self.sessions.remove(session_id)  # saves a recording in progress (on_drop)
         return Response(status_code=204)
+
+    def _save_recording(self, session: PlaySession) -> str | None:
+        """Write the frames recorded so far, if any; the caller holds the session's lock or is
+        its last user. Returns the recording's name."""
+        if self.recorder is None or session.record_from is None:
+            return None
+        frames = session.frames[session.record_from :]
+        if len(frames) < 2:
+            return None
+        actions = session.actions[session.record_from :]
+        return self.recorder.save(frames, actions, self.action_names)
 
     def _curated_prompt(self, body: bytes) -> np.ndarray:
         try:
@@ -312,19 +337,46 @@ class PlayServer:
         except ImageTooLarge as error:
             raise PlayError(413, f"upload: {error}") from None
 
-    def _start(self, image: np.ndarray) -> dict:
-        started = time.perf_counter()
-        prompt = to_model(image, self.device)[None]
-        session = PlaySession(prompt, self.world.start(prompt, seed=self.seed))
-        session_id = self.sessions.add(session)
-        ms = (time.perf_counter() - started) * 1000
-        return {
-            "session": session_id,
-            "frame": png_data_url(prompt[0]),
-            "index": 0,
-            "ms": ms,
-            "num_actions": self.world.num_actions,
-        }
+    def body_limit(self, method: str, path: str, content_type: str) -> int:
+        """Bytes a request may carry (RequestGuard): an image upload, a small JSON, or none."""
+        if method == "POST" and path == "/sessions" and content_type in IMAGE_TYPES:
+            return self.limits.max_upload_bytes
+        if method == "POST" and (path == "/sessions" or path.endswith(("/step", "/record"))):
+            return MAX_JSON_BYTES
+        return 0
+
+
+def build_api(server: PlayServer) -> FastAPI:
+    """The HTTP routes of `server`, behind the Host check and body caps (guard.py)."""
+    api = FastAPI(title="genie play", docs_url=None, redoc_url=None, openapi_url=None)
+    api.add_middleware(
+        RequestGuard,
+        allowed_hosts=frozenset(server.config.allowed_hosts),
+        body_limit=server.body_limit,
+    )
+
+    @api.exception_handler(PlayError)
+    async def play_error(_: Request, error: PlayError) -> JSONResponse:
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    routes = [
+        ("GET", "/", server.page),
+        ("GET", "/info", server.info),
+        ("GET", "/prompts/{name}.png", server.prompt_image),
+        ("POST", "/sessions", server.create),
+        ("POST", "/sessions/{session_id}/step", server.step_route),
+        ("POST", "/sessions/{session_id}/reset", server.reset),
+        ("POST", "/sessions/{session_id}/record", server.record_route),
+        ("GET", "/sessions/{session_id}/video.mp4", server.video),
+        ("DELETE", "/sessions/{session_id}", server.delete),
+    ]
+    for method, path, handler in routes:
+        api.add_api_route(path, handler, methods=[method])
+    return api
 
 
 def curated_prompts(clips: str, limit: int) -> dict[str, np.ndarray]:
@@ -345,18 +397,16 @@ def start_play_server(
     prompts: dict[str, np.ndarray],
     *,
     port: int,
-    maskgit_steps: int = 25,
-    seed: int = 0,
-    limits: PlayLimits = PlayLimits(),
+    config: PlayConfig = PlayConfig(),
     mlflow_uri: str | None = None,
-    cpus: int = 1,
     start_timeout_s: float = 120.0,
 ) -> str:
     """Deploy the play app on the connected Ray cluster; returns its URL once it answers."""
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     serve.start(http_options={"host": HOST, "port": port})
-    app = PlayServer.options(ray_actor_options={"num_cpus": cpus, "num_gpus": gpus}).bind(
-        tokenizer, dynamics, mlflow_uri, prompts, maskgit_steps, seed, limits, cpus
+    deployment = serve.deployment(serve.ingress()(PlayServer), max_ongoing_requests=16)
+    app = deployment.options(ray_actor_options={"num_cpus": config.cpus, "num_gpus": gpus}).bind(
+        tokenizer, dynamics, mlflow_uri, prompts, config
     )
     serve.run(app, name=APP_NAME, route_prefix="/")
     url = f"http://{HOST}:{port}/"
@@ -373,3 +423,9 @@ def start_play_server(
                     "already running on this cluster with another port, `serve shutdown` it"
                 ) from error
             time.sleep(0.5)
+
+
+def default_record_dir() -> Path:
+    """Where recordings go unless --record-dir says: the local platform's state folder."""
+    home = Path(os.environ.get("GENIE_HOME", Path(__file__).resolve().parents[2] / ".genie"))
+    return home / "play" / "recordings"

@@ -91,12 +91,12 @@ def test_lam_decoder_moves_a_patch_by_the_motion_it_weighs_most():
     """The decoder draws a scroll by moving frame t: one step right means content at x shows up
     at x + displacement in the prediction of frame t+1."""
     model = lam()
-    step = model.config.displacement
+    step = model.config.displacements[0]
     torch.nn.init.zeros_(model.to_pixels[1].weight)
     torch.nn.init.zeros_(model.to_pixels[1].bias)
     with torch.no_grad():
         model.to_motion[1].bias.copy_(
-            torch.tensor([100.0 if m == (0, step) else 0.0 for m in motions(step)])
+            torch.tensor([100.0 if m == (0, step) else 0.0 for m in motions((step,))])
         )
     x = frames(2)
     prediction = model.predict_with_actions(x[:, :1], torch.zeros(2, 1, dtype=torch.long))
