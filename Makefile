@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 PYTHON ?= python3
 
-.PHONY: install postgresql demo test test-cluster test-fast lint format bench up down status lock clean
+.PHONY: install postgresql recorder demo test test-cluster test-fast lint format bench gpu-check up down status lock clean
 
 install: $(STAMP) $(I3D) $(CHROMIUM)
 
@@ -42,10 +42,17 @@ postgresql:
 		echo "note: no PostgreSQL server; install Debian's postgresql to run the team-MLflow test"; \
 	fi
 
-demo: install
-	$(PY) -m jobs.demo
+# GAME=coinrun records CoinRun (procgen) instead of rendering the built-in platformer.
+GAME ?= platformer
 
-test: install lint
+demo: install $(if $(filter coinrun,$(GAME)),recorder)
+	$(PY) -m jobs.demo --game $(GAME)
+
+# The CoinRun recorder's own environment (procgen2 needs numpy < 2): see jobs/record.py.
+recorder: install
+	$(PY) -c "from jobs.record import DEFAULT_VENV, ensure_recorder; ensure_recorder(DEFAULT_VENV)"
+
+test: install recorder lint
 	$(VENV)/bin/pytest
 
 # Two Ray nodes on this machine and MLflow on a real PostgreSQL; a few minutes. CI runs it
@@ -66,6 +73,12 @@ format: install
 
 bench: install
 	$(PY) -m jobs.bench
+
+# On one GPU, under 8 minutes: per stage tokens/s, MFU and peak memory, Ray Train vs plain loop,
+# play frames/s, the paper dynamics' per-layer memory under FSDP2 (jobs/benchmarks/gpu_check.py).
+# Never part of `make test`; CI runs its CPU dry mode (tests/jobs/benchmarks/test_gpu_check.py).
+gpu-check: install
+	$(PY) -m jobs.benchmarks.gpu_check --out .genie/gpu-check.json
 
 # NODES=2: a head plus a second Ray node on this machine (platform/README.md, "Ports").
 up: install

@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "jobs.synth",
         "render the built-in synthetic platformer corpus (videos + action logs)",
     ),
+    "record": (
+        "jobs.record",
+        "record a real game (CoinRun) as raw video with per-frame action logs",
+    ),
     "train": ("jobs.train", "train a stage (tokenizer, lam, dynamics) with Ray Train + MLflow"),
     "tokenize": ("jobs.tokenize", "turn curated clips into token shards with latent actions"),
     "fetch-i3d": ("jobs.tools.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
@@ -27,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("jobs.bench", "benchmarks: curation, training loop, models, play (ratios)"),
     "play": ("jobs.play", "play a trained world in the browser (Ray Serve app + web page)"),
     "rollout": ("jobs.rollout", "roll a trained world out from an image and actions to an mp4"),
+    "submit": ("jobs.submit", "submit a job to the Ray cluster; relative paths mean this folder"),
 }
 
 EPILOG = """\

@@ -1,8 +1,14 @@
-"""The whole chain on built-in synthetic game video, on the local platform.
+"""The whole chain, raw video to a playable world, on the local platform.
 
 Brings up the local Ray + MLflow (`make up`), then submits each stage to that cluster with
 `ray job submit`, exactly as a user would, so every stage shows in the Ray dashboard's Jobs
 tab and in MLflow. A stage whose output is already complete is skipped, so a rerun is quick.
+
+The raw video is the built-in platformer (`--game platformer`, rendered by `genie synth`),
+CoinRun played by a random policy (`--game coinrun`, recorded by `genie record`), or your own
+footage: put it in DATA/raw with a manifest.parquet (`uri`, one row a video) and run with
+`--data DATA`; where an action log sits beside a video (`<stem>.actions.parquet`: `time_s`,
+`action`, optional `action_name`), evaluation scores the latent actions against it.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -17,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.record import DEFAULT_VENV
 from models.i3d import weights_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +34,36 @@ LOCALCTL = REPO / "platform" / "local" / "localctl.py"
 RUNTIME_ENV = json.dumps({"env_vars": {"GENIE_I3D_WEIGHTS": str(weights_path())}})
 
 EPILOG = """\
-example:
-  make demo                      # same as: python -m jobs.demo
-  python -m jobs.demo --videos 24 # a larger corpus
+examples:
+  make demo                            # same as: python -m jobs.demo (the built-in platformer)
+  make demo GAME=coinrun               # same as: python -m jobs.demo --game coinrun
+  python -m jobs.demo --videos 24      # a larger corpus
+  python -m jobs.demo --data ~/footage # your videos in ~/footage/raw, listed in its manifest.parquet
 """
+
+
+@dataclass(frozen=True)
+class Game:
+    """Where a demo's raw video comes from and which training presets fit it."""
+
+    default_videos: int
+    presets: str  # training presets jobs/configs/train/<presets>-<stage>.yaml
+    source: Callable[[Path, int, int], list[str]]  # (raw folder, videos, seed) -> job command
+
+
+def render_platformer(raw: Path, videos: int, seed: int) -> list[str]:
+    return job("synth", "--out", raw, "--videos", videos, "--seed", seed)
+
+
+def record_coinrun(raw: Path, segments: int, seed: int) -> list[str]:
+    return job("record", "coinrun", "--out", raw, "--segments", segments, "--seed", seed,
+               "--hold-min", 1, "--hold-max", 5, "--venv", DEFAULT_VENV.resolve())  # fmt: skip
+
+
+GAMES: dict[str, Game] = {
+    "platformer": Game(default_videos=10, presets="demo", source=render_platformer),
+    "coinrun": Game(default_videos=40, presets="demo-coinrun", source=record_coinrun),
+}
 
 
 @dataclass(frozen=True)
@@ -48,12 +82,12 @@ def job(module: str, *args: object) -> list[str]:
     return ["python", "-m", f"jobs.{module}", *map(str, args)]
 
 
-def demo_steps(data: Path, videos: int, seed: int) -> list[DemoStep]:
+def demo_steps(data: Path, game: Game, videos: int, seed: int) -> list[DemoStep]:
     raw, curated, runs = data / "raw", data / "curated", data / "runs"
     clips, tokenized = curated / "clips", data / "tokenized"
 
     def train(stage: str, data_path: Path, *extra: str) -> list[str]:
-        return job("train", "--stage", stage, "--preset", f"demo-{stage}", f"data={data_path}",
+        return job("train", "--stage", stage, "--preset", f"{game.presets}-{stage}", f"data={data_path}",
                    f"name=demo-{stage}", f"storage_path={runs}", *extra)  # fmt: skip
 
     def upstream() -> list[str]:
@@ -65,7 +99,8 @@ def demo_steps(data: Path, videos: int, seed: int) -> list[DemoStep]:
 
     def evaluate() -> list[str]:
         return job("evaluate", "--clips", clips, "--out", data / "eval", "--samples", 8,
-                   "--frames", 10, "--maskgit-steps", 12, *trained_models())  # fmt: skip
+                   "--frames", 10, "--maskgit-steps", 12, "--temperature", 0.5,
+                   *trained_models())  # fmt: skip
 
     def tokenize() -> list[str]:
         return job("tokenize", "--clips", clips, "--out", tokenized, "--window", 4, "--actors", 2,
@@ -73,9 +108,9 @@ def demo_steps(data: Path, videos: int, seed: int) -> list[DemoStep]:
 
     return [
         DemoStep(
-            "synth: render the synthetic platformer corpus",
+            "raw video: render or record the game (skipped where DATA/raw/manifest.parquet is)",
             lambda: (raw / "manifest.parquet").exists(),
-            lambda: job("synth", "--out", raw, "--videos", videos, "--seed", seed),
+            lambda: game.source(raw, videos, seed),
         ),
         DemoStep(
             "curate: decode, clip to 16 s at 10 FPS 160x90, score, filter (Ray Data)",
@@ -110,6 +145,28 @@ def demo_steps(data: Path, videos: int, seed: int) -> list[DemoStep]:
     ]
 
 
+def submit_and_wait(command: list[str], env: dict[str, str]) -> bool:
+    """`ray job submit` the command, following its logs; True once the job has SUCCEEDED.
+
+    The client's log stream can drop while the job goes on (a busy dashboard closes the
+    websocket): then the job's own status decides, not the client's exit code."""
+    submission = f"demo-{command[2].removeprefix('jobs.')}-{secrets.token_hex(4)}"
+    submit = ["ray", "job", "submit", "--submission-id", submission, "--working-dir", str(REPO),
+              "--runtime-env-json", RUNTIME_ENV, "--", *command]  # fmt: skip
+    if subprocess.run(submit, env=env, cwd=REPO).returncode == 0:
+        return True
+    while True:
+        status = subprocess.run(["ray", "job", "status", submission], env=env, cwd=REPO,
+                                capture_output=True, text=True)  # fmt: skip
+        if status.returncode != 0:
+            return False  # the job was never accepted
+        for state in ("SUCCEEDED", "FAILED", "STOPPED"):
+            if state in status.stdout:  # "Status for job '<id>': SUCCEEDED"
+                print(f"   (log stream dropped; job {submission} {state})", flush=True)
+                return state == "SUCCEEDED"
+        time.sleep(10)
+
+
 def platform_env() -> dict[str, str]:
     """The environment `make up` writes to .genie/env: where the cluster and MLflow are."""
     env = dict(os.environ)
@@ -128,13 +185,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data",
-        type=Path,
-        default=REPO / ".genie" / "demo",
-        help="where the demo data goes (default: .genie/demo)",
+        "--game",
+        choices=sorted(GAMES),
+        default="platformer",
+        help="the built-in platformer or CoinRun (default platformer); also picks the training "
+        "presets, jobs/configs/train/<demo|demo-coinrun>-<stage>.yaml",
     )
     parser.add_argument(
-        "--videos", type=int, default=10, help="gameplay videos to render (default 10)"
+        "--data",
+        type=Path,
+        default=None,
+        help="where the demo's data goes: raw/, curated/, runs/, tokenized/, eval/ (default "
+        ".genie/demo, or .genie/demo-coinrun with --game coinrun); a DATA/raw/manifest.parquet "
+        "already there is used as it is",
+    )
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=None,
+        help="gameplay videos to render or record (default 10 platformer, 40 CoinRun)",
     )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     return parser
@@ -142,24 +211,23 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.videos < 1:
-        build_parser(prog).error(f"--videos must be >= 1, got {args.videos}")
+    game = GAMES[args.game]
+    videos = game.default_videos if args.videos is None else args.videos
+    if videos < 1:
+        build_parser(prog).error(f"--videos must be >= 1, got {videos}")
+    suffix = "" if args.game == "platformer" else f"-{args.game}"
+    data = (args.data or REPO / ".genie" / f"demo{suffix}").resolve()
     started = time.monotonic()
     print("== local platform: Ray head + MLflow server", flush=True)
     subprocess.run([sys.executable, str(LOCALCTL), "up"], check=True)
     env = platform_env()
-    data = args.data.resolve()
-    for number, step in enumerate(demo_steps(data, args.videos, args.seed), start=1):
+    for number, step in enumerate(demo_steps(data, game, videos, args.seed), start=1):
         print(f"\n== [{number}] {step.name}", flush=True)
         if step.done():
             print("   already done, skipped (delete its output to redo it)")
             continue
-        submit = ["ray", "job", "submit", "--working-dir", str(REPO),
-                  "--runtime-env-json", RUNTIME_ENV, "--", *step.command()]  # fmt: skip
-        if subprocess.run(submit, env=env, cwd=REPO).returncode != 0:
-            print(
-                f"\nstep failed: {step.name}. Its logs: `ray job logs <id>` or the Ray dashboard."
-            )
+        if not submit_and_wait(step.command(), env):
+            print(f"\nstep failed: {step.name}. Its logs: the Ray dashboard's Jobs tab.")
             return 1
     minutes = (time.monotonic() - started) / 60
     print(f"\n== done in {minutes:.1f} min")
@@ -171,7 +239,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"   rollout videos:   {data / 'eval' / 'comparison.mp4'} (truth | reconstruction |")
     print("                     inferred actions | random actions) and")
     print(f"                     {data / 'eval' / 'actions.mp4'} (one rollout per latent action)")
-    print(f"   scroll by action: {data / 'eval' / 'scroll_by_action.png'} (does each action move")
+    print(f"   motion by action: {data / 'eval' / 'motion_by_action.png'} (does each action move")
     print("                     the world the way the true frames it labels move?)")
     print(f"   play it:          genie play --clips {data / 'curated' / 'clips'}")
     print("   Stop the platform with `make down`.")

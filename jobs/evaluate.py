@@ -4,19 +4,21 @@ Metrics (stable names, so the MLflow UI compares runs directly):
   tokenizer_psnr, tokenizer_ssim       reconstructions of the held-out windows
   lam_nmi, lam_accuracy, lam_chance_accuracy, lam_codes_used
                                        LAM codes vs the true actions, where an action log sits
-                                       beside the source video (the built-in game)
+                                       beside each source video (`genie synth`, `genie record`);
+                                       otherwise the run's tag `lam_nmi_skipped` says why
   delta_psnr_t4, psnr_inferred_t4, psnr_random_t4
                                        the paper's ΔtPSNR: frame t generated with the actions
                                        the LAM infers from the truth vs with random actions
   generation_psnr, generation_ssim     generated (inferred actions) vs true frames, all t
   fvd                                  Kinetics-400 I3D features of true vs generated windows
-  scroll_true_action<k>, scroll_generated_action<k>, scroll_agreement
-                                       side-scrolling: token columns a frame the true frames
-                                       the LAM labels k scroll, and rollouts holding k; the
-                                       share of scrolling actions whose rollouts scroll their way
+  motion_true_action<k>_dx/_dy, motion_generated_action<k>_dx/_dy, motion_agreement
+                                       camera motion (pixels a frame, phase correlation) of the
+                                       true frames the LAM labels k and of rollouts holding k;
+                                       the share of moving actions whose rollouts move their way
 Artifacts: comparison video (truth | reconstruction | inferred-action and random-action
-generations, mp4 and gif), ΔtPSNR-vs-t plot, one rollout per action from one prompt, and the
-scroll per action (true vs generated) as a bar chart.
+generations, mp4 and gif), ΔtPSNR-vs-t plot, one rollout per action from one prompt, the
+camera motion per action (true vs generated) as a chart, and `action_map.json` (each true
+action's name and the latent code it most often gets: `genie play --action-map` takes it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from jobs.common.config import ConfigError, plain_name
 
 EPILOG = """\
 examples:
@@ -48,8 +52,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     for stage in ("tokenizer", "lam", "dynamics"):
         parser.add_argument(
             f"--{stage}",
-            default=f"genie-{stage}@latest-tiny",
-            help=f"registered model@alias or MLflow run id (default genie-{stage}@latest-tiny)",
+            default=None,
+            help="registered model@alias or MLflow run id (default: for the tokenizer and LAM, "
+            "the runs the dynamics model was trained on; for dynamics genie-dynamics@latest-tiny)",
         )
     parser.add_argument("--samples", type=int, default=8, help="held-out windows (default 8)")
     parser.add_argument(
@@ -65,9 +70,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--maskgit-steps", type=int, default=25, help="MaskGIT steps a frame (default 25)"
     )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="MaskGIT sampling temperature (default 1.0); lower samples the likelier tokens",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="eval", help="MLflow run name (default: eval)")
-    parser.add_argument("--out", type=Path, default=None, help="also keep artifacts here")
+    parser.add_argument(
+        "--out", default=None, help="also keep the artifacts here (a folder or an s3:// URI)"
+    )
     parser.add_argument("--mlflow-uri", default=None, help="default: $MLFLOW_TRACKING_URI")
     return parser
 
@@ -81,14 +94,34 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--samples must be >= 2 (FVD needs two videos a set), got {args.samples}")
     if args.action_samples < 1:
         parser.error(f"--action-samples must be >= 1, got {args.action_samples}")
-    if not Path(args.clips).exists() and "://" not in args.clips:
+    if not 0 < args.temperature <= 100:
+        parser.error(f"--temperature must be in (0, 100], got {args.temperature}")
+    try:
+        plain_name("--name", args.name)
+    except ConfigError as error:
+        parser.error(str(error))
+    from models.i3d import WEIGHTS_ENV, weights_path
+    from pipelines import storage
+
+    try:  # relative paths mean the folder the job was submitted from (pipelines/storage.py)
+        args.clips = storage.resolve(args.clips, "--clips")
+        args.out = args.out and storage.resolve(args.out, "--out")
+    except storage.StoragePathError as error:
+        parser.error(str(error))
+    if not storage.exists(args.clips):
         parser.error(f"--clips {args.clips} does not exist")
+    if args.frames >= 9 and not weights_path().is_file():  # FVD is never dropped silently
+        parser.error(
+            f"FVD needs the I3D weights, not found at {weights_path()} (${WEIGHTS_ENV}): run "
+            f"`genie fetch-i3d`, or on a cluster point ${WEIGHTS_ENV} at a copy the job's node "
+            "sees (`genie submit` passes this machine's path)"
+        )
 
     import torch
 
-    from jobs.common.tracking import Tracker, resolve_model, tracking_uri
-    from jobs.evaluation.actions import lam_alignment, scroll_by_action
-    from jobs.evaluation.artifacts import plot_delta_psnr, plot_scroll, side_by_side, write_clip
+    from jobs.common.tracking import Tracker, resolve_world, tracking_uri
+    from jobs.evaluation.actions import lam_alignment, motion_by_action
+    from jobs.evaluation.artifacts import plot_delta_psnr, plot_motion, side_by_side, write_clip
     from models import metrics
     from models.checkpoint import load_trained
     from models.world import WorldModel
@@ -97,11 +130,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     torch.manual_seed(args.seed)
     uri = tracking_uri(args.mlflow_uri)
-    runs, models = {}, {}
-    for stage in ("tokenizer", "lam", "dynamics"):
-        runs[stage], path = resolve_model(getattr(args, stage), uri)
-        models[stage] = load_trained(path)
-    world = WorldModel(models["tokenizer"], models["dynamics"], maskgit_steps=args.maskgit_steps)
+    runs, models, runs_of = {}, {}, ("tokenizer", "lam", "dynamics")
+    try:  # a set of models that belongs together (lineage, vocabulary, grid), or an error
+        world_runs = resolve_world({s: getattr(args, s) for s in runs_of}, uri=uri)
+    except ValueError as error:
+        parser.error(str(error))
+    for stage, (run, path) in world_runs.items():
+        runs[stage], models[stage] = run, load_trained(path)
+    world = WorldModel(
+        models["tokenizer"],
+        models["dynamics"],
+        maskgit_steps=args.maskgit_steps,
+        temperature=args.temperature,
+    )
     lam = models["lam"]
 
     windows = heldout_windows(args.clips, args.frames, args.samples)
@@ -116,9 +157,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         results["tokenizer_ssim"] = float(metrics.ssim(reconstruction, truth).mean())
 
         inferred = lam.infer_actions(truth)  # (B, T-1)
-        results |= lam_alignment(
+        alignment, details = lam_alignment(
             lam, args.clips, max(args.action_samples, len(windows)), args.frames
         )
+        results |= alignment
+        if "skipped" in details:
+            print(f"LAM vs true actions skipped: {details['skipped']}", flush=True)
 
         print("generating with inferred and with random actions ...", flush=True)
         generator = torch.Generator().manual_seed(args.seed)
@@ -143,37 +187,48 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for _ in range(args.frames - 1):
             game.step(held)
         per_action = game.video()[: world.num_actions]
-        scroll = scroll_by_action(true_tokens, inferred, game.session.tokens, held)
-        results |= {f"scroll_true_action{a}": v for a, v in scroll["true"].items()}
-        results |= {f"scroll_generated_action{a}": v for a, v in scroll["generated"].items()}
-        agreement = metrics.scroll_agreement(scroll["true"], scroll["generated"])
+        motion = motion_by_action(truth, inferred, game.video(), held)
+        for kind in ("true", "generated"):
+            for action, (dx, dy) in motion[kind].items():
+                results[f"motion_{kind}_action{action}_dx"] = dx
+                results[f"motion_{kind}_action{action}_dy"] = dy
+        agreement = metrics.motion_agreement(motion["true"], motion["generated"])
         if agreement is not None:
-            results["scroll_agreement"] = agreement
+            results["motion_agreement"] = agreement
 
     for name, value in results.items():
         print(f"  {name:26s} {value:10.4f}")
     tags = {f"upstream.{stage}_run": run for stage, run in runs.items()}
     tags |= {"clips": str(args.clips), "samples": str(len(windows)), "frames": str(args.frames)}
+    if "skipped" in details:
+        tags["lam_nmi_skipped"] = details["skipped"]
     tracker = Tracker.open("genie-eval", args.name, uri=uri, tags=tags)
-    tracker.log_params({"maskgit_steps": args.maskgit_steps, "seed": args.seed,
+    tracker.log_params({"maskgit_steps": args.maskgit_steps, "temperature": args.temperature,
+                        "seed": args.seed,
                         "samples": len(windows), "frames": args.frames})  # fmt: skip
     tracker.log_metrics(results, step=0)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = args.out or Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(scratch)
         rows = (truth, reconstruction, with_inferred, with_random)
         files = [
             save_png(frame_grid(*(r[:2] for r in rows)), folder / "comparison.png"),
             *write_clip(folder / "comparison", side_by_side(*(to_uint8(r[0]) for r in rows))),
             *write_clip(folder / "actions", side_by_side(*to_uint8(per_action))),
             plot_delta_psnr(delta_by_t, folder / "delta_psnr_vs_t.png"),
-            plot_scroll(scroll, folder / "scroll_by_action.png"),
+            plot_motion(motion, folder / "motion_by_action.png"),
         ]
         (folder / "metrics.json").write_text(json.dumps(results | {"runs": runs}, indent=2))
-        for path in [*files, folder / "metrics.json"]:
+        files.append(folder / "metrics.json")
+        if "action_map" in details:
+            action_map = details["action_map"] | {"source": tracker.run_id or "", "runs": runs}
+            (folder / "action_map.json").write_text(json.dumps(action_map, indent=2))
+            files.append(folder / "action_map.json")
+        for path in files:
             tracker.log_artifact(path, "eval")
+            if args.out:
+                storage.write_bytes(storage.join(args.out, path.name), path.read_bytes())
         if args.out:
-            print(f"artifacts in {folder}")
+            print(f"artifacts in {args.out}")
     tracker.finish()
     if tracker.active:
         print(f"MLflow run {tracker.run_id} in experiment genie-eval ({uri})")

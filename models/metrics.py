@@ -9,14 +9,13 @@ to [0, 1] first, as they would be when displayed.
 - `delta_psnr`: controllability, ΔtPSNR of the paper.
 - `fvd`: Fréchet distance between I3D features (`models.i3d.i3d_logits`) of two video sets.
 - `action_alignment`: how well latent action codes identify the true actions.
-- `horizontal_shift`, `scroll_agreement`: whether rollouts scroll the way the frames a latent
-  action labels scroll, for side-scrolling games (the built-in one, CoinRun): ΔtPSNR says
-  whether actions matter, this says which way they move the world.
+- `camera_motion`, `motion_agreement`: whether rollouts holding a latent action move the world
+  the way the true frames that action labels move, in pixels, at any speed (phase correlation):
+  ΔtPSNR says whether actions matter, this says which way they move the world.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,36 +200,70 @@ def action_alignment(
     )
 
 
-def horizontal_shift(before: torch.Tensor, after: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
-    """Column shift between token grids (N, grid_h, grid_w) -> (N,) int64.
+def camera_motion(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """How far the camera moved between frames, by phase correlation: (..., C, H, W) pairs ->
+    (..., 2) float64 (dx, dy) in pixels, sub-pixel.
 
-    The s in [-max_shift, max_shift] for which after[..., x] == before[..., x + s] holds on the
-    largest share of the overlapping tokens: +1 is a scene moved one token left, as when a
-    side-scroller's camera follows the player right. Ties go to the smaller |s|, so a still or
-    featureless frame reads 0.
+    +dx is a camera moving right (the scene slides left on screen), +dy moving down, so a
+    side-scroller following its player right reads dx > 0. The whole frame is one rigid shift
+    here: a moving sprite on a still background reads ~0, a still frame or a featureless one 0.
+    Frames are compared in grey, mean removed, under a Hann window (the frame's edges are not a
+    motion). Shifts up to half the frame each way are found.
     """
-    candidates = [0] + [s for k in range(1, max_shift + 1) for s in (k, -k)]
-    width = before.shape[-1]
-    scores = []
-    for s in candidates:
-        lo, hi = max(0, -s), min(width, width - s)
-        same = after[..., lo:hi] == before[..., lo + s : hi + s]
-        scores.append(same.float().mean(dim=(-2, -1)))
-    best = torch.stack(scores).argmax(dim=0)  # the first maximum: candidates run by |s|
-    return torch.tensor(candidates, device=before.device)[best]
+    if before.shape != after.shape or before.ndim < 3:
+        raise ValueError(
+            f"frames must be (..., C, H, W) of one shape, got {tuple(before.shape)} and "
+            f"{tuple(after.shape)}"
+        )
+    height, width = before.shape[-2:]
+
+    def prepared(frames: torch.Tensor) -> torch.Tensor:
+        grey = frames.double().mean(dim=-3)
+        grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
+        window = torch.outer(
+            torch.hann_window(height, periodic=False, dtype=torch.float64, device=frames.device),
+            torch.hann_window(width, periodic=False, dtype=torch.float64, device=frames.device),
+        )
+        return torch.fft.rfft2(grey * window)
+
+    cross = prepared(after) * prepared(before).conj()
+    surface = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=(height, width))
+    flat = surface.flatten(-2)
+    peak = flat.argmax(dim=-1)
+    rows, cols = peak // width, peak % width
+
+    def refined(index: torch.Tensor, size: int, take) -> torch.Tensor:
+        """Sub-pixel peak by a parabola through the peak and its two neighbours (wrapping)."""
+        left, centre, right = take((index - 1) % size), take(index), take((index + 1) % size)
+        curvature = left - 2 * centre + right
+        offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
+        shift = index.double() + offset.clamp(-0.5, 0.5)
+        return torch.where(shift > size / 2, shift - size, shift)  # wrap to [-size/2, size/2]
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return flat.gather(-1, (r * width + c).unsqueeze(-1)).squeeze(-1)
+
+    content_dy = refined(rows, height, lambda r: at(r, cols))
+    content_dx = refined(cols, width, lambda c: at(rows, c))
+    return torch.stack([-content_dx, -content_dy], dim=-1)  # the camera moves against the scene
 
 
-def scroll_agreement(
-    true_by_action: dict[int, float], generated_by_action: dict[int, float], at_least: float = 0.25
+def motion_agreement(
+    true_by_action: dict[int, tuple[float, float]],
+    generated_by_action: dict[int, tuple[float, float]],
+    at_least: float = 0.5,
 ) -> float | None:
-    """Of the actions whose true frames scroll (mean shift of at least `at_least` tokens a frame
-    either way), the share whose rollouts scroll the same way by at least as much; None when no
-    action scrolls. 1.0: every scrolling action makes the world model scroll its way."""
-    scrolling = [a for a, shift in true_by_action.items() if abs(shift) >= at_least]
-    if not scrolling:
+    """Of the actions whose true frames move the camera (mean motion of at least `at_least`
+    pixels a frame), the share whose rollouts move it the same way by at least half as much
+    (the generated motion projected on the true direction); None when no action moves it.
+    1.0: every moving action makes the world model move its way."""
+    moving = {a: np.asarray(m, float) for a, m in true_by_action.items()}
+    moving = {a: m for a, m in moving.items() if np.hypot(*m) >= at_least}
+    if not moving:
         return None
-    agree = [
-        generated_by_action[a] * math.copysign(1.0, true_by_action[a]) >= at_least
-        for a in scrolling
-    ]
+    agree = []
+    for action, true in moving.items():
+        size = float(np.hypot(*true))
+        along = float(np.dot(np.asarray(generated_by_action.get(action, (0.0, 0.0))), true)) / size
+        agree.append(along >= 0.5 * size)
     return sum(agree) / len(agree)

@@ -49,6 +49,31 @@ class LocalPlatform:
     def ctl(self, command: str) -> subprocess.CompletedProcess[str]:
         return run_localctl(command, self.env)
 
+    def ray_processes(self, title: str) -> list:
+        """This platform's Ray processes whose command line holds `title` (Ray titles a worker
+        after its actor or task, `ray::RayTrainWorker`): the descendants of its own raylets,
+        never another cluster's on the same machine, such as the user's own `make up`."""
+        import psutil
+
+        pointer = self.home / "ray-temp-dir"
+        temp_dir = pointer.read_text().strip() if pointer.exists() else str(self.home / "ray")
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            command = process.info["cmdline"] or []
+            if (
+                not command
+                or not command[0].endswith("/raylet")
+                or temp_dir not in " ".join(command)
+            ):
+                continue
+            for child in process.children(recursive=True):
+                try:
+                    if title in " ".join(child.cmdline()):
+                        found.append(child)
+                except psutil.Error:
+                    continue
+        return found
+
 
 def free_ports(count: int) -> list[int]:
     """Ports the OS hands out (above Ray's worker range 10002-19999)."""
@@ -127,3 +152,54 @@ def ray_cluster(local_platform: LocalPlatform):
 def mlflow_uri(local_platform: LocalPlatform) -> str:
     """Tracking URI of the session's real MLflow server (SQLite backend)."""
     return local_platform.mlflow_url
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+    env: dict[str, str]  # what a process needs to reach it through pyarrow (AWS_ENDPOINT_URL ...)
+
+    def uri(self, *parts: str) -> str:
+        return "s3://" + "/".join([self.bucket, *parts])
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on 127.0.0.1 (moto_server) with bucket `genie`; this process's environment
+    points pyarrow at it for the session (jobs started by the tests get `env`)."""
+    import time
+    import urllib.request
+
+    import pyarrow.fs as pafs
+
+    port = free_ports(1)[0]
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir("genie")
+    yield S3Server(endpoint=endpoint, bucket="genie", env=env)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.terminate()
+    server.wait(timeout=30)

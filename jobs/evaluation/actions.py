@@ -1,68 +1,154 @@
 """Latent actions against what the footage shows: the game's true actions from the action log
-beside each source video, and which way each latent action moves the world."""
+beside each source video (`<stem>.actions.parquet`: `time_s`, `action`, optional
+`action_name`; `genie synth` and `genie record` write them), and which way each latent action
+moves the camera, in the true frames and in rollouts."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from models import metrics
+from pipelines import storage
 from pipelines.images import to_model
 from pipelines.training_data import heldout_windows
 
 
-def true_actions(window: dict, frames: int, fps: float = 10.0) -> np.ndarray | None:
-    """The game's action for each transition t -> t+1 of the window, from the action log beside
-    its source video (`<stem>.actions.parquet`, as `genie synth` writes); None if there is none.
+@dataclass(frozen=True)
+class ActionLog:
+    """A source video's action log as a step function: `actions[i]` is held from `times[i]`
+    until `times[i + 1]` (the last one until `end`)."""
 
-    Curated frames are 1/fps apart; the action of a transition is the one held longest between
-    the two frames' times.
-    """
+    times: np.ndarray  # (N,) float64 seconds into the source video, increasing
+    actions: np.ndarray  # (N,) int64
+    names: dict[int, str]  # action id -> name, where the log names them
+    end: float
+
+    def labels(self, start: float, count: int, fps: float) -> np.ndarray | None:
+        """The action held longest over each of `count` intervals [start + t/fps,
+        start + (t+1)/fps), t = 0..count-1 (curated frame t to frame t+1); None where the log
+        does not cover one. Works for logs at the video's own rate (one entry a frame, where
+        float rounding can put an entry a hair after a frame's time), coarser and finer ones."""
+        starts = np.append(self.times, self.end)
+        labels = []
+        for t in range(count):
+            lo, hi = start + t / fps, start + (t + 1) / fps
+            overlap = np.minimum(starts[1:], hi) - np.maximum(starts[:-1], lo)
+            if overlap.max(initial=0.0) <= 0.5 / fps * 1e-3:
+                return None
+            held = np.bincount(self.actions, weights=np.clip(overlap, 0.0, None))
+            labels.append(int(held.argmax()))
+        return np.array(labels, np.int64)
+
+
+def action_log_path(source_uri: str) -> str:
+    """Where a source video's action log sits: `<stem>.actions.parquet` beside it (a local
+    path or an object-store URI, as the video's)."""
+    stem = storage.name_of(source_uri).rsplit(".", 1)[0]
+    return storage.join(storage.parent(source_uri), f"{stem}.actions.parquet")
+
+
+def read_action_log(source_uri: str, fps: float = 10.0) -> ActionLog | None:
+    """The action log beside a source video, or None when there is none."""
+    path = action_log_path(source_uri)
+    if not storage.is_file(path):
+        return None
+    fs, inner = storage.filesystem(path)
+    table = pq.read_table(inner, filesystem=fs)
+    times = table.column("time_s").to_numpy().astype(np.float64)
+    actions = table.column("action").to_numpy().astype(np.int64)
+    order = np.argsort(times, kind="stable")
+    times, actions = times[order], actions[order]
+    names = {}
+    if "action_name" in table.column_names:
+        labels = np.asarray(table.column("action_name"))[order]
+        names = dict(zip(actions.tolist(), labels.tolist(), strict=True))
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / fps
+    return ActionLog(times, actions, names, end=float(times[-1]) + step)
+
+
+def true_actions(window: dict, frames: int, fps: float = 10.0) -> tuple[np.ndarray | None, str]:
+    """The game's action for each transition t -> t+1 of a held-out window (`heldout_windows`),
+    from the action log beside its source video: (labels (frames-1,), "") or (None, why not)."""
     source = window.get("source_uri")
-    if not source or "start_s" not in window:
-        return None
-    log = Path(source).with_name(Path(source).stem + ".actions.parquet")
-    if not log.exists():
-        return None
-    table = pq.read_table(log, columns=["time_s", "action"])
-    times, actions = table.column("time_s").to_numpy(), table.column("action").to_numpy()
-    start = window["start_s"] + window["start"] / fps
-    labels = []
-    for t in range(frames - 1):
-        held = actions[(times >= start + t / fps) & (times < start + (t + 1) / fps)]
-        if len(held) == 0:
-            return None
-        labels.append(np.bincount(held).argmax())
-    return np.array(labels)
+    if not source or window.get("start_s") is None:
+        return None, "the clips do not record their source video and start time"
+    log = read_action_log(str(source), fps)
+    if log is None:
+        return (
+            None,
+            f"no action log beside {source} ({storage.name_of(action_log_path(str(source)))})",
+        )
+    labels = log.labels(window["start_s"] + window["start"] / fps, frames - 1, fps)
+    if labels is None:
+        return None, f"the action log beside {source} does not cover the window"
+    return labels, ""
 
 
-def lam_alignment(lam, clips: str, samples: int, frames: int) -> dict[str, float]:
-    """How the LAM's codes on held-out windows line up with the game's true actions."""
+def lam_alignment(lam, clips: str, samples: int, frames: int) -> tuple[dict[str, float], dict]:
+    """How the LAM's codes on held-out windows line up with the game's true actions:
+    (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
+    the `action_map` play uses (true action names and the code each most often gets)."""
     windows = heldout_windows(clips, frames, samples)
     codes = lam.infer_actions(to_model(np.stack([w["frames"] for w in windows]))).numpy()
     results = {"lam_codes_used": float(len(np.unique(codes))), "lam_windows": float(len(windows))}
-    labels = [true_actions(w, frames) for w in windows]
-    if any(label is None for label in labels):
-        print("no action logs beside the sources: LAM vs true actions skipped", flush=True)
-        return results
-    alignment = metrics.action_alignment(codes, np.stack(labels))
-    return results | {"lam_nmi": alignment.nmi, "lam_accuracy": alignment.accuracy,
-                      "lam_chance_accuracy": alignment.chance_accuracy}  # fmt: skip
+    labelled = [true_actions(w, frames) for w in windows]
+    missing = [why for labels, why in labelled if labels is None]
+    if missing:
+        reason = f"{len(missing)} of {len(windows)} windows have no true actions: {missing[0]}"
+        return results, {"skipped": reason}
+    truth = np.stack([labels for labels, _ in labelled])
+    alignment = metrics.action_alignment(codes, truth)
+    names = {}
+    for window in windows:
+        log = read_action_log(str(window["source_uri"]))
+        names |= log.names if log else {}
+    results |= {
+        "lam_nmi": alignment.nmi,
+        "lam_accuracy": alignment.accuracy,
+        "lam_chance_accuracy": alignment.chance_accuracy,
+    }
+    return results, {"action_map": action_map(codes, truth, names)}
 
 
-def scroll_by_action(true_tokens, inferred, generated_tokens, held) -> dict[str, dict[int, float]]:
-    """Mean token-column shift a frame (`metrics.horizontal_shift`) by action: of true frames
-    (B, T, gh, gw) grouped by the action the LAM infers for each transition (B, T-1), and of
-    rollouts (B', T', gh, gw) that hold action `held` (B',) throughout."""
+def action_map(codes: np.ndarray, truth: np.ndarray, names: dict[int, str]) -> dict:
+    """For play: each true action's name and the latent code it most often gets, where that
+    code goes with it more often than with any other true action (otherwise it is unmapped)."""
+    codes, truth = codes.reshape(-1), truth.reshape(-1)
+    count = max(int(truth.max()), *names, 0) + 1
+    joint = np.zeros((int(codes.max()) + 1, count))
+    np.add.at(joint, (codes, truth), 1)
+    listed = [names.get(a, f"action {a}") for a in range(count)]
+    mapped = {}
+    for action in range(count):
+        if joint[:, action].sum() == 0:
+            continue
+        code = int(joint[:, action].argmax())
+        if joint[code].argmax() == action:
+            mapped[listed[action]] = code
+    return {"names": listed, "code_for_action": mapped}
 
-    def shifts(tokens):
-        return metrics.horizontal_shift(tokens[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(0, 1))
 
-    true_shift = shifts(true_tokens).view(inferred.shape).float()
-    generated_shift = shifts(generated_tokens).view(len(held), -1).float()
+def motion_by_action(
+    truth: torch.Tensor, inferred: torch.Tensor, generated: torch.Tensor, held: torch.Tensor
+) -> dict[str, dict[int, tuple[float, float]]]:
+    """Mean camera motion a frame (`metrics.camera_motion`, pixels (dx, dy)) by latent action:
+    of true frames (B, T, C, H, W) grouped by the action the LAM infers for each transition
+    (B, T-1), and of rollouts (B', T', C, H, W) that hold action `held` (B',) throughout."""
+
+    def motion(video: torch.Tensor) -> torch.Tensor:
+        return metrics.camera_motion(video[:, :-1], video[:, 1:])  # (B, T-1, 2)
+
+    true, rolled = motion(truth), motion(generated)
+
+    def mean(values: torch.Tensor) -> tuple[float, float]:
+        dx, dy = values.reshape(-1, 2).mean(dim=0).tolist()
+        return float(dx), float(dy)
+
     return {
-        "true": {int(a): float(true_shift[inferred == a].mean()) for a in inferred.unique()},
-        "generated": {int(a): float(generated_shift[held == a].mean()) for a in held.unique()},
+        "true": {int(a): mean(true[inferred == a]) for a in inferred.unique()},
+        "generated": {int(a): mean(rolled[held == a]) for a in held.unique()},
     }

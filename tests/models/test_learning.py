@@ -146,7 +146,7 @@ def test_lam_codes_carry_the_true_actions_and_their_direction(one_thread):
     torch.manual_seed(0)
     # At 45x80 a one-tile scroll is 4 pixels; patch 8 keeps the demo's 2x2 tiles per patch.
     config = dataclasses.replace(
-        TINY.lam, frame_height=45, frame_width=80, patch_size=8, displacement=4
+        TINY.lam, frame_height=45, frame_width=80, patch_size=8, displacements=(4,)
     )
     model = LatentActionModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,12 +13,12 @@ import torch
 from models.metrics import (
     PSNR_MAX_DB,
     action_alignment,
+    camera_motion,
     delta_psnr,
     frechet_distance,
     fvd,
-    horizontal_shift,
+    motion_agreement,
     psnr,
-    scroll_agreement,
     ssim,
 )
 
@@ -235,18 +236,36 @@ def test_action_alignment_of_constant_labelings():
         action_alignment(np.zeros(10), np.zeros(9))
 
 
-def test_horizontal_shift_reads_how_many_token_columns_a_scene_moved():
-    torch.manual_seed(0)
-    frame = torch.randint(0, 256, (4, 9, 16))
-    after = torch.stack([frame[0], frame[1].roll(-1, dims=-1), frame[2].roll(2, dims=-1), frame[3]])
-    assert horizontal_shift(frame, after).tolist() == [0, 1, -2, 0]
-    flat = torch.zeros(2, 9, 16, dtype=torch.long)  # no features: every shift fits, reads 0
-    assert horizontal_shift(flat, flat).tolist() == [0, 0]
+def textured_view(dx: float, dy: float, seed: int = 0) -> torch.Tensor:
+    """A (3, 90, 160) view of a smooth random world with the camera at (dx, dy) pixels: rendered
+    at twice the size and area-downscaled, so half-pixel moves are real."""
+    rng = np.random.default_rng(seed)
+    world = cv2.GaussianBlur(rng.random((400, 600, 3)).astype(np.float32), (0, 0), 6)
+    x, y = round(100 + 2 * dx), round(100 + 2 * dy)
+    view = cv2.resize(world[y : y + 180, x : x + 320], (160, 90), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy((view - view.min()) / (view.max() - view.min())).permute(2, 0, 1)
 
 
-def test_scroll_agreement_counts_the_scrolling_actions_whose_rollouts_move_their_way():
-    true = {0: 0.8, 1: -0.9, 2: 0.05, 3: 0.6}
-    assert scroll_agreement(true, {0: 0.7, 1: -0.5, 2: 0.9, 3: 0.6}) == 1.0
-    # action 1 scrolls the wrong way, action 3 not enough; action 2 does not count either way
-    assert scroll_agreement(true, {0: 0.7, 1: 0.5, 2: 0.0, 3: 0.1}) == 1 / 3
-    assert scroll_agreement({0: 0.0, 1: 0.1}, {0: 1.0, 1: 1.0}) is None
+@pytest.mark.parametrize("dx, dy", [(0, 0), (3, 0), (-5, 2), (8, -1), (0.5, 0), (-1.5, 0.5)])
+def test_camera_motion_reads_the_pixels_the_camera_moved(dx, dy):
+    start, moved = textured_view(0, 0), textured_view(dx, dy)
+    motion = camera_motion(start[None], moved[None])[0]
+    whole = float(dx).is_integer() and float(dy).is_integer()
+    assert motion.tolist() == pytest.approx([dx, dy], abs=0.1 if whole else 0.25)
+
+
+def test_camera_motion_of_still_and_featureless_frames_is_zero():
+    flat = torch.full((2, 3, 90, 160), 0.4)
+    assert camera_motion(flat, flat).abs().max() == 0
+    frame = textured_view(0, 0)[None]
+    assert camera_motion(frame, frame).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="one shape"):
+        camera_motion(frame, frame[..., :80])
+
+
+def test_motion_agreement_counts_the_moving_actions_whose_rollouts_move_their_way():
+    true = {0: (2.0, 0.0), 1: (-1.5, 0.0), 2: (0.1, 0.1), 3: (0.0, 3.0)}
+    assert motion_agreement(true, {0: (1.5, 0.2), 1: (-1.0, 0), 2: (5, 5), 3: (0, 2)}) == 1.0
+    # action 1 moves the wrong way, action 3 not enough (under half); action 2 does not count
+    assert motion_agreement(true, {0: (1.5, 0), 1: (1.0, 0), 2: (0, 0), 3: (0, 1)}) == 1 / 3
+    assert motion_agreement({0: (0.0, 0.1)}, {0: (1.0, 1.0)}) is None

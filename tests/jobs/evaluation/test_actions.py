@@ -1,0 +1,76 @@
+"""True actions from the action log beside a source video, at any log rate; the action map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.evaluation.actions import action_map, true_actions
+
+FPS = 10
+
+
+def write_log(folder, times, actions, names=None) -> str:
+    """A source video's action log, as `genie synth` / `genie record` write it; returns the
+    source video's uri (the video itself is never read)."""
+    columns = {"time_s": pa.array(times, pa.float64()), "action": pa.array(actions, pa.int8())}
+    if names is not None:
+        columns["action_name"] = pa.array([names[a] for a in actions])
+    pq.write_table(pa.table(columns), folder / "game.actions.parquet")
+    return str(folder / "game.mp4")
+
+
+def window(source: str, start_s: float, start: int) -> dict:
+    return {"source_uri": source, "start_s": start_s, "start": start}
+
+
+def test_a_log_with_one_entry_per_frame_labels_every_window(tmp_path):
+    """A recorder logs frame i at i / 10 s: float rounding puts some entries a hair after the
+    window's own frame times (0.0 + 1 / 10 + 2 / 10 > 3 / 10), which once left whole windows
+    unlabelled."""
+    actions = np.random.default_rng(0).integers(0, 6, 330)
+    source = write_log(tmp_path, np.arange(330) / 10, actions)
+    for start_s, start in [(0.0, 0), (0.0, 1), (0.0, 2), (16.0, 7), (3.2, 13), (1.6, 3)]:
+        labels, why = true_actions(window(source, start_s, start), frames=10, fps=FPS)
+        first = round(start_s * FPS) + start
+        assert why == "" and labels.tolist() == actions[first : first + 9].tolist()
+
+
+def test_coarser_and_finer_logs_give_the_action_held_longest(tmp_path):
+    # finer: 30 entries a second, as the built-in game logs its 30 FPS timeline
+    fine = np.repeat([1, 2, 0, 3], [45, 30, 3, 42])  # 1.5 s, 1 s, 0.1 s, 1.4 s
+    source = write_log(tmp_path, np.arange(len(fine)) / 30, fine)
+    labels, _ = true_actions(window(source, 0.0, 0), frames=40, fps=FPS)
+    assert labels.tolist() == [1] * 15 + [2] * 10 + [0] + [3] * 13
+    # coarser: one entry a second
+    source = write_log(tmp_path, np.arange(4, dtype=float), [5, 4, 5, 0])
+    labels, _ = true_actions(window(source, 1.0, 5), frames=11, fps=FPS)
+    assert labels.tolist() == [4] * 5 + [5] * 5
+
+
+def test_windows_the_log_does_not_cover_say_why(tmp_path):
+    source = write_log(tmp_path, np.arange(20) * 0.1, np.zeros(20, int))
+    labels, why = true_actions(window(source, 5.0, 0), frames=10, fps=FPS)
+    assert labels is None and "does not cover" in why
+    labels, why = true_actions(window(str(tmp_path / "other.mp4"), 0.0, 0), frames=4, fps=FPS)
+    assert labels is None and "no action log beside" in why
+    labels, why = true_actions({"start": 0}, frames=4, fps=FPS)
+    assert labels is None and "source video" in why
+
+
+def test_action_map_names_the_code_each_true_action_most_often_gets():
+    names = {0: "noop", 1: "left", 2: "right", 3: "jump"}
+    truth = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    codes = np.array([5, 5, 1, 3, 3, 4, 4, 5, 5])  # jump mostly gets code 5, which is noop's
+    mapped = action_map(codes, truth, names)
+    assert mapped["names"] == ["noop", "left", "right", "jump"]
+    assert mapped["code_for_action"] == {"noop": 5, "left": 3, "right": 4}
+
+
+@pytest.mark.parametrize("bad", [np.arange(3) * 0.1])
+def test_short_log_still_labels_what_it_covers(tmp_path, bad):
+    source = write_log(tmp_path, bad, [2, 2, 1], names={1: "left", 2: "right"})
+    labels, _ = true_actions(window(source, 0.0, 0), frames=4, fps=FPS)
+    assert labels.tolist() == [2, 2, 1]
