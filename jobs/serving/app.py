@@ -7,28 +7,26 @@ frame of a curated clip, or an uploaded PNG/JPEG), sends actions from the game's
 (where an action map names them, `controls.py`) or latent buttons, can record the session as
 footage (`recording.py`) and downloads it as mp4.
 
-Every input is checked and a bad one gets a 4xx JSON `{"error": ...}` while the server goes on:
-the Host a request is addressed to and its body size, on every route (`guard.py`); action
-range, upload type (by its bytes, not its header), upload pixels, session ids (random tokens
-of a fixed format); the number of live sessions, reserved before any model work, and of video
-encodes at once (`sessions.py`).
+The routes, the JSON bodies they take and their error replies are in `api.py`. Every input is
+checked and a bad one gets a 4xx JSON `{"error": ...}` while the server goes on: the Host a
+request is addressed to and its body size, on every route (`guard.py`); action range, upload
+type (by its bytes, not its header), upload pixels, session ids (random tokens of a fixed
+format); the number of live sessions, reserved before any model work, and of video encodes at
+once (`sessions.py`).
 
 HTTP listens on 127.0.0.1 only; on a cluster, reach it with a port-forward.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the route parameters' real types.
 
-import base64
 import json
 import os
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
 
 import cv2
 import numpy as np
@@ -36,13 +34,18 @@ import ray
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
+from jobs.serving.api import (
+    RecordRequest,
+    StepRequest,
+    build_api,
+    file_chunks,
+    parse_json,
+    png_data_url,
+)
 from jobs.serving.controls import ActionMap, action_names, controls, controls_json
-from jobs.serving.guard import RequestGuard
 from jobs.serving.prompt import ImageTooLarge, UnsupportedImage, decode_prompt_image, fit_to_frame
 from jobs.serving.recording import Recorder
 from jobs.serving.sessions import EncodeSlots, PlayError, PlayLimits, PlaySession, SessionStore
@@ -64,7 +67,6 @@ APP_NAME = "genie-play"
 PAGE = Path(__file__).with_name("page.html")
 IMAGE_TYPES = ("image/png", "image/jpeg")
 MAX_JSON_BYTES = 4096
-CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -90,53 +92,11 @@ class PlayConfig:
     """CPU threads of the replica."""
 
 
-class StepRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-    action: int
-
-
-class RecordRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-    on: bool
-
-
-def png_data_url(frame: np.ndarray) -> str:
-    """An RGB uint8 (H, W, 3) frame as a data: URL the page can show directly."""
-    ok, png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding of a frame failed")
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
-
-
-def parse_json(body: bytes, model: type[BaseModel], example: str) -> BaseModel:
-    """A request body checked against `model`: 400 when it is not JSON, 422 naming each field."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PlayError(400, f"body is not JSON: send {example}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}"
-            for e in error.errors()
-        ]
-        raise PlayError(422, "; ".join(problems)) from None
-
-
-def file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    try:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        handle.close()
-
-
 class PlayServer:
     """The models, the curated prompts and the live sessions of one replica.
 
     A plain class (tests build it directly); `start_play_server` deploys it as a Serve ingress,
-    whose FastAPI app `build_api` makes once the replica is built.
+    whose FastAPI app `build_api` (api.py) makes once the replica is built.
     """
 
     def __init__(
@@ -344,39 +304,6 @@ class PlayServer:
         if method == "POST" and (path == "/sessions" or path.endswith(("/step", "/record"))):
             return MAX_JSON_BYTES
         return 0
-
-
-def build_api(server: PlayServer) -> FastAPI:
-    """The HTTP routes of `server`, behind the Host check and body caps (guard.py)."""
-    api = FastAPI(title="genie play", docs_url=None, redoc_url=None, openapi_url=None)
-    api.add_middleware(
-        RequestGuard,
-        allowed_hosts=frozenset(server.config.allowed_hosts),
-        body_limit=server.body_limit,
-    )
-
-    @api.exception_handler(PlayError)
-    async def play_error(_: Request, error: PlayError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
-
-    @api.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
-
-    routes = [
-        ("GET", "/", server.page),
-        ("GET", "/info", server.info),
-        ("GET", "/prompts/{name}.png", server.prompt_image),
-        ("POST", "/sessions", server.create),
-        ("POST", "/sessions/{session_id}/step", server.step_route),
-        ("POST", "/sessions/{session_id}/reset", server.reset),
-        ("POST", "/sessions/{session_id}/record", server.record_route),
-        ("GET", "/sessions/{session_id}/video.mp4", server.video),
-        ("DELETE", "/sessions/{session_id}", server.delete),
-    ]
-    for method, path, handler in routes:
-        api.add_api_route(path, handler, methods=[method])
-    return api
 
 
 def curated_prompts(clips: str, limit: int) -> dict[str, np.ndarray]:
