@@ -45,7 +45,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stage", choices=["tokenizer", "lam", "dynamics"],
-        help="the stage to train (default: the preset's `stage:`; the two must agree)",
+        help="the stage to train (default: the preset's `stage:`; --stage, the preset and a "
+             "stage= override must agree)",
     )  # fmt: skip
     parser.add_argument(
         "--preset", default=None, help="YAML preset name in jobs/configs/train/ or a path"
@@ -54,18 +55,36 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def stage_of(args: argparse.Namespace) -> str:
+    """The stage to train, from whichever of `--stage`, a `stage=` override and the preset's
+    `stage:` are given. They must all agree: a ConfigError naming the field `stage` otherwise,
+    or when none is given."""
+    given = [(f"--stage {args.stage}", args.stage)] if args.stage else []
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if sep and key.strip() == "stage":
+            value = yaml.safe_load(raw) if raw.strip() else ""
+            given.append((f"the override stage={raw.strip()}", value))
+    preset_stage = _read_preset(args.preset, PRESETS_DIR).get("stage") if args.preset else None
+    if preset_stage is not None:
+        given.append((f"the preset {args.preset!r}, which has stage: {preset_stage}", preset_stage))
+    if not given:
+        raise ConfigError(
+            "config field 'stage' must be set: give --stage, or a preset that names its stage"
+        )
+    for said, value in given[1:]:
+        if value != given[0][1]:
+            raise ConfigError(
+                f"config field 'stage': {given[0][0]} disagrees with {said}: give one stage "
+                "(pick the preset of that stage, or drop --stage / stage=)"
+            )
+    return given[0][1]
+
+
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     from jobs.common.tracking import tracking_uri
 
-    preset_stage = _read_preset(args.preset, PRESETS_DIR).get("stage") if args.preset else None
-    if args.stage and preset_stage and args.stage != preset_stage:
-        raise ConfigError(
-            f"--stage {args.stage} disagrees with the preset {args.preset!r}, which has "
-            f"stage: {preset_stage}: pick the preset of that stage, or drop --stage"
-        )
-    if not (args.stage or preset_stage):
-        raise ConfigError("--stage is required when the preset names no stage")
-    overrides = [f"stage={args.stage or preset_stage}", *args.overrides]
+    overrides = [f"stage={stage_of(args)}", *args.overrides]
     config = load_config(TrainConfig, args.preset, overrides, PRESETS_DIR)
     # Workers neither share the driver's environment nor its working directory.
     resolved = [] if config.mlflow_uri else [f"mlflow_uri={tracking_uri()}"]

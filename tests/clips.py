@@ -1,5 +1,6 @@
-"""Small curated-clip datasets for tests: real mp4 bytes in real Parquet, in the curated schema's
-shape (clip_id, video, keep), of a sprite moving over a scene."""
+"""Small datasets for tests: curated clips (real mp4 bytes in real Parquet, in the curated schema's
+shape (clip_id, video, keep), of a sprite moving over a scene) and token shards in the schema
+`genie tokenize` writes."""
 
 from __future__ import annotations
 
@@ -35,4 +36,27 @@ def write_clips(folder: Path, count: int, frames: int = 32) -> Path:
     ]
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), folder / "part-00000.parquet")
+    return folder
+
+
+def write_token_shards(
+    folder: Path, count: int, frames: int, grid: tuple[int, int] = (2, 3)
+) -> Path:
+    """`count` clips of `frames` token frames each; every token of clip i, frame t is
+    i * 100 + t, so a window's clip and first frame can be read back from its tokens."""
+    from pipelines.tokenize import TOKEN_SCHEMA
+
+    rows = [
+        {
+            "clip_id": f"clip{i:03d}",
+            "tokens": np.repeat(i * 100 + np.arange(frames, dtype=np.int16), grid[0] * grid[1]),
+            "shape": [frames, *grid],
+            "actions": np.zeros(frames - 1, np.int8),
+            "tokenizer_run_id": "tok",
+            "lam_run_id": "lam",
+        }
+        for i in range(count)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=TOKEN_SCHEMA), folder / "part-00000.parquet")
     return folder

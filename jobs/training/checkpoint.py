@@ -141,6 +141,17 @@ def train_state(fs: pafs.FileSystem, folder: str) -> dict[str, Any]:
     return json.loads(read(fs, posixpath.join(folder, TRAIN_STATE)))
 
 
+def resume_state(fs: pafs.FileSystem, folder: str, stage: str, preset: str) -> dict[str, Any]:
+    """The train state of the checkpoint at `folder` that a run of `stage` at `preset` resumes
+    from, once its model config is checked: a checkpoint trained with another model config is
+    refused (`models.checkpoint.CheckpointMismatch`, naming the field) before any shard is read."""
+    from models.checkpoint import check_config
+
+    state = train_state(fs, folder)
+    check_config(state.get("model_config"), stage, preset, f"the checkpoint at {folder}")
+    return state
+
+
 def load(
     fs: pafs.FileSystem,
     folder: str,

@@ -28,8 +28,8 @@ from jobs.training import checkpoint
 from jobs.training.config import TrainConfig
 from jobs.training.parallelize import build_parallel, full_value, unwrap
 from jobs.training.schedule import warmup_cosine
-from jobs.training.stages import STAGES, Stage
-from models.checkpoint import check_config, config_dict
+from jobs.training.stages import STAGES, Stage, heldout_note
+from models.checkpoint import config_dict
 from pipelines import storage
 
 
@@ -91,10 +91,8 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     state, resumed_from = None, ray.train.get_checkpoint()
     if resumed_from is not None:
         fs, folder = resumed_from.filesystem, resumed_from.path
-        state = checkpoint.train_state(fs, folder)
-        # Before any shard is read: a model of another shape fails here, naming the field.
-        check_config(state.get("model_config"), config.stage, config.model,
-                     f"the checkpoint at {folder}")  # fmt: skip
+        # Before any shard is read: a model of another config fails here, naming the field.
+        state = checkpoint.resume_state(fs, folder, config.stage, config.model)
         read = checkpoint.load(fs, folder, unwrap(model), optimizer, rank)
         scheduler.load_state_dict(state["scheduler"])
         step, batches_seen = state["step"], state["batches_seen"]
@@ -116,6 +114,8 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     # the replay computes the same values).
     logged_through = tracker.last_logged_step("loss") if tracker else -1
     heldout = stage.heldout_batch(config, device)
+    if rank == 0 and (note := heldout_note(stage.name, heldout, config.window)):
+        say(note)
     if state is None:
         # Step 0 of every held-out curve: the untrained model, what training is measured against.
         baseline, _ = stage.evaluate(unwrap(model), heldout, config)  # every rank: see unwrap

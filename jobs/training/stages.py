@@ -27,6 +27,19 @@ from pipelines.images import frame_grid, save_png, to_model
 HELDOUT_SAMPLES = 4
 
 
+def heldout_note(stage: str, heldout: dict[str, torch.Tensor], window: int) -> str | None:
+    """A log line when a stage's held-out metrics rest on fewer than HELDOUT_SAMPLES windows
+    (the held-out clips hold fewer distinct windows, and none is repeated to fill the count);
+    None when there are HELDOUT_SAMPLES."""
+    count = len(next(iter(heldout.values())))
+    if count >= HELDOUT_SAMPLES:
+        return None
+    return (
+        f"[{stage}] held-out metrics on {count} window(s) of {window} frames, not "
+        f"{HELDOUT_SAMPLES}: the held-out clips hold no more distinct windows"
+    )
+
+
 def mean_psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR per frame (`models.metrics.psnr`, as `genie eval` reports it), averaged."""
     return float(metrics.psnr(prediction, target).mean())

@@ -221,6 +221,32 @@ def test_stage_that_disagrees_with_the_preset_is_refused(clips, tmp_path, capsys
     assert "--stage lam disagrees with the preset 'demo-tokenizer'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--preset", "demo-tokenizer", "stage=lam"], ["--stage", "tokenizer", "stage=lam"],
+     ["--preset", "demo-lam", "--stage", "lam", "stage=dynamics"]],
+    ids=["override-vs-preset", "override-vs-flag", "override-vs-both"],
+)  # fmt: skip
+def test_a_stage_override_that_disagrees_is_refused_naming_the_field(
+    argv, tmp_path, capsys, monkeypatch
+):
+    """A `stage=` override is one more source of the stage: it must agree with `--stage` and
+    the preset's `stage:`, checked before any work (training never starts)."""
+    import jobs.train
+    from jobs.train import main
+
+    def no_work(config):
+        raise AssertionError(f"training started as stage {config.stage}")
+
+    monkeypatch.setattr(jobs.train, "run", no_work)
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, f"data={tmp_path}", "name=x", f"storage_path={tmp_path / 'runs'}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "config field 'stage'" in err and "disagrees with" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def token_shards(folder: Path, pairs: list[tuple[str, str]]) -> Path:
     """Token shards as `genie tokenize` writes them, one clip per (tokenizer run, LAM run)."""
     import numpy as np

@@ -124,21 +124,55 @@ def pod_specs() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_aws_nodes_pin_private_subnets_and_our_own_security_group():
-    from ray.autoscaler._private.aws.config import _configure_security_group
+    """Every node type launches with one network interface: our subnet, our security group and
+    no public IP, whatever the subnet maps on launch. Ray's launcher takes the ids from it, makes
+    no security group of its own, and asks EC2 for exactly that interface."""
+    from ray.autoscaler._private.aws.config import (
+        _configure_from_network_interfaces,
+        _configure_security_group,
+    )
+    from ray.autoscaler._private.aws.node_provider import AWSNodeProvider
 
     config = yaml.safe_load((PLATFORM / "cluster" / "aws-cluster.yaml").read_text())
-    assert config["provider"]["use_internal_ips"] is True
-    node_configs = [t["node_config"] for t in config["available_node_types"].values()]
-    subnets = {tuple(c.get("SubnetIds", ())) for c in node_configs}
-    security_groups = {tuple(c.get("SecurityGroupIds", ())) for c in node_configs}
-    # One set of subnets and one group for every node type: one VPC, one fence.
-    assert len(subnets) == 1 and len(security_groups) == 1, (subnets, security_groups)
-    (subnet_ids,), (group_ids,) = subnets, security_groups
-    zones = config["provider"]["availability_zone"].split(",")
-    assert len(subnet_ids) == len(zones), "one private subnet per availability zone"
-    assert all(re.fullmatch(r"subnet-[0-9a-f]{8,17}", s) for s in subnet_ids), subnet_ids
-    assert group_ids and all(re.fullmatch(r"sg-[0-9a-f]{8,17}", g) for g in group_ids)
+    assert config["provider"]["use_internal_ips"] is True  # private IPs are all the nodes have
+    node_types = config["available_node_types"]
+    interfaces = {name: t["node_config"].get("NetworkInterfaces") for name, t in node_types.items()}
+    for name, nics in interfaces.items():
+        # One primary interface: AWS takes AssociatePublicIpAddress only on a lone interface 0.
+        assert nics is not None and len(nics) == 1, name
+        (nic,) = nics
+        assert nic["DeviceIndex"] == 0, name
+        # False, not left out: left out, the subnet's MapPublicIpOnLaunch decides.
+        assert nic["AssociatePublicIpAddress"] is False, name
+        assert re.fullmatch(r"subnet-[0-9a-f]{8,17}", nic["SubnetId"]), nic
+        assert nic["Groups"] and all(re.fullmatch(r"sg-[0-9a-f]{8,17}", g) for g in nic["Groups"])
+    # One subnet and one group for every node type: one VPC, one fence.
+    assert len({repr(nics) for nics in interfaces.values()}) == 1, interfaces
+    (nic,) = next(iter(interfaces.values()))
     assert "security_group" not in config["provider"], "rules for a launcher-made group"
-    # Ray's launcher makes its own group (SSH open to 0.0.0.0/0) for every node type without
-    # SecurityGroupIds; given them everywhere it makes none and calls no AWS API.
-    assert _configure_security_group(copy.deepcopy(config)) == config
+
+    # Ray copies the interface's subnet and groups up to the node config (and refuses either
+    # given beside it), then makes its own group (SSH open to 0.0.0.0/0) for every node type
+    # without SecurityGroupIds: here it makes none and calls no AWS API.
+    configured = _configure_from_network_interfaces(config)
+    for t in configured["available_node_types"].values():
+        assert t["node_config"]["SubnetIds"] == [nic["SubnetId"]]
+        assert t["node_config"]["SecurityGroupIds"] == nic["Groups"]
+    assert _configure_security_group(copy.deepcopy(configured)) == configured
+
+    # What the launcher sends EC2 for each node type: the interface, nothing beside it.
+    requests = []
+
+    class EC2:
+        def create_instances(self, **request):
+            requests.append(request)
+            return []
+
+    provider = AWSNodeProvider(config["provider"], config["cluster_name"])
+    provider.ec2_fail_fast = EC2()
+    for name, t in configured["available_node_types"].items():
+        provider.create_node(copy.deepcopy(t["node_config"]), {"ray-user-node-type": name}, 1)
+    assert len(requests) == len(node_types)
+    for request in requests:
+        assert request["NetworkInterfaces"] == [nic], request
+        assert not {"SubnetId", "SubnetIds", "SecurityGroupIds"} & set(request), request
