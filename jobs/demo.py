@@ -7,8 +7,9 @@ tab and in MLflow. A stage whose output is already complete is skipped, so a rer
 The raw video is the built-in platformer (`--game platformer`, rendered by `genie synth`),
 CoinRun played by a random policy (`--game coinrun`, recorded by `genie record`), or your own
 footage: put it in DATA/raw with a manifest.parquet (`uri`, one row a video) and run with
-`--data DATA`; where an action log sits beside a video (`<stem>.actions.parquet`: `time_s`,
-`action`, optional `action_name`), evaluation scores the latent actions against it.
+`--data DATA`; where a video has an action log (`<stem>.actions.parquet` beside it, or the
+manifest's `actions_uri`: `time_s`, `action`, optional `action_name`), evaluation scores the
+latent actions against it.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def demo_steps(data: Path, game: Game, videos: int, seed: int) -> list[DemoStep]
         return [f"--{s}={run_id(runs, f'demo-{s}')}" for s in ("tokenizer", "lam", "dynamics")]
 
     def evaluate() -> list[str]:
-        return job("evaluate", "--clips", clips, "--out", data / "eval", "--samples", 8,
+        return job("evaluate", "--clips", clips, "--actions", raw / "manifest.parquet",
+                   "--out", data / "eval", "--samples", 8,
                    "--frames", 10, "--maskgit-steps", 12, "--temperature", 0.5,
                    *trained_models())  # fmt: skip
 

@@ -49,6 +49,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--clips", required=True, help="curated clips (Parquet folder)")
+    parser.add_argument(
+        "--actions",
+        default=None,
+        help="the source manifest the clips were curated from: where its `actions_uri` column "
+        "names a video's action log, that log gives the true actions (default, and for videos "
+        "it leaves out: <stem>.actions.parquet beside each video)",
+    )
     for stage in ("tokenizer", "lam", "dynamics"):
         parser.add_argument(
             f"--{stage}",
@@ -106,10 +113,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:  # relative paths mean the folder the job was submitted from (pipelines/storage.py)
         args.clips = storage.resolve(args.clips, "--clips")
         args.out = args.out and storage.resolve(args.out, "--out")
+        args.actions = args.actions and storage.resolve(args.actions, "--actions")
     except storage.StoragePathError as error:
         parser.error(str(error))
-    if not storage.exists(args.clips):
-        parser.error(f"--clips {args.clips} does not exist")
+    for flag, path in (("--clips", args.clips), ("--actions", args.actions)):
+        if path and not storage.exists(path):
+            parser.error(f"{flag} {path} does not exist")
     if args.frames >= 9 and not weights_path().is_file():  # FVD is never dropped silently
         parser.error(
             f"FVD needs the I3D weights, not found at {weights_path()} (${WEIGHTS_ENV}): run "
@@ -125,9 +134,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from models import metrics
     from models.checkpoint import load_trained
     from models.world import WorldModel
+    from pipelines.curation.sources import manifest_column
     from pipelines.images import frame_grid, save_png, to_model, to_uint8
     from pipelines.training_data import heldout_windows
 
+    logs = manifest_column(args.actions, "actions_uri") if args.actions else {}
     torch.manual_seed(args.seed)
     uri = tracking_uri(args.mlflow_uri)
     runs, models, runs_of = {}, {}, ("tokenizer", "lam", "dynamics")
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
         inferred = lam.infer_actions(truth)  # (B, T-1)
         alignment, details = lam_alignment(
-            lam, args.clips, max(args.action_samples, len(windows)), args.frames
+            lam, args.clips, max(args.action_samples, len(windows)), args.frames, logs
         )
         results |= alignment
         if "skipped" in details:

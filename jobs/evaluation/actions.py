@@ -5,6 +5,7 @@ moves the camera, in the true frames and in rollouts."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +52,12 @@ def action_log_path(source_uri: str) -> str:
     return storage.join(storage.parent(source_uri), f"{stem}.actions.parquet")
 
 
-def read_action_log(source_uri: str, fps: float = 10.0) -> ActionLog | None:
-    """The action log beside a source video, or None when there is none."""
-    path = action_log_path(source_uri)
+def read_action_log(
+    source_uri: str, fps: float = 10.0, logs: Mapping[str, str] | None = None
+) -> ActionLog | None:
+    """A source video's action log: the one `logs` names for it (a source manifest's
+    `actions_uri`), else the one beside it; None when there is none."""
+    path = (logs or {}).get(source_uri) or action_log_path(source_uri)
     if not storage.is_file(path):
         return None
     fs, inner = storage.filesystem(path)
@@ -70,17 +74,21 @@ def read_action_log(source_uri: str, fps: float = 10.0) -> ActionLog | None:
     return ActionLog(times, actions, names, end=float(times[-1]) + step)
 
 
-def true_actions(window: dict, frames: int, fps: float = 10.0) -> tuple[np.ndarray | None, str]:
+def true_actions(
+    window: dict, frames: int, fps: float = 10.0, logs: Mapping[str, str] | None = None
+) -> tuple[np.ndarray | None, str]:
     """The game's action for each transition t -> t+1 of a held-out window (`heldout_windows`),
-    from the action log beside its source video: (labels (frames-1,), "") or (None, why not)."""
+    from its source video's action log (`read_action_log`): (labels (frames-1,), "") or
+    (None, why not)."""
     source = window.get("source_uri")
     if not source or window.get("start_s") is None:
         return None, "the clips do not record their source video and start time"
-    log = read_action_log(str(source), fps)
+    log = read_action_log(str(source), fps, logs)
     if log is None:
         return (
             None,
-            f"no action log beside {source} ({storage.name_of(action_log_path(str(source)))})",
+            f"no action log for {source} in the manifest or beside it "
+            f"({storage.name_of(action_log_path(str(source)))})",
         )
     labels = log.labels(window["start_s"] + window["start"] / fps, frames - 1, fps)
     if labels is None:
@@ -88,14 +96,17 @@ def true_actions(window: dict, frames: int, fps: float = 10.0) -> tuple[np.ndarr
     return labels, ""
 
 
-def lam_alignment(lam, clips: str, samples: int, frames: int) -> tuple[dict[str, float], dict]:
-    """How the LAM's codes on held-out windows line up with the game's true actions:
-    (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
-    the `action_map` play uses (true action names and the code each most often gets)."""
+def lam_alignment(
+    lam, clips: str, samples: int, frames: int, logs: Mapping[str, str] | None = None
+) -> tuple[dict[str, float], dict]:
+    """How the LAM's codes on held-out windows line up with the game's true actions (logs as
+    `read_action_log` finds them): (metrics, details) where details hold `skipped` (why NMI
+    could not be computed, if so) and the `action_map` play uses (true action names and the
+    code each most often gets)."""
     windows = heldout_windows(clips, frames, samples)
     codes = lam.infer_actions(to_model(np.stack([w["frames"] for w in windows]))).numpy()
     results = {"lam_codes_used": float(len(np.unique(codes))), "lam_windows": float(len(windows))}
-    labelled = [true_actions(w, frames) for w in windows]
+    labelled = [true_actions(w, frames, logs=logs) for w in windows]
     missing = [why for labels, why in labelled if labels is None]
     if missing:
         reason = f"{len(missing)} of {len(windows)} windows have no true actions: {missing[0]}"
@@ -104,7 +115,7 @@ def lam_alignment(lam, clips: str, samples: int, frames: int) -> tuple[dict[str,
     alignment = metrics.action_alignment(codes, truth)
     names = {}
     for window in windows:
-        log = read_action_log(str(window["source_uri"]))
+        log = read_action_log(str(window["source_uri"]), logs=logs)
         names |= log.names if log else {}
     results |= {
         "lam_nmi": alignment.nmi,

@@ -249,20 +249,43 @@ def _manifest_format(path: str) -> str:
     return "csv" if path.lower().endswith(".csv") else "parquet"
 
 
-def _manifest_entries(spec: str) -> Iterator[Entry]:
+def _manifest_rows(spec: str, columns: list[str]) -> Iterator[list]:
+    """The manifest's `columns`, row by row, in order (read in batches)."""
     fs, path = filesystem(spec)
-    folder = path.rsplit("/", 1)[0]
     dataset = pads.dataset(path, filesystem=fs, format=_manifest_format(path))
-    row = 0
-    for batch in dataset.to_batches(columns=["uri"], batch_size=4096):
-        for uri in batch.column(0).to_pylist():
-            row += 1
-            if not uri:
-                yield Entry(f"{spec}#row={row}", "empty_uri", f"row {row} of the manifest")
-            elif "://" in uri or uri.startswith("/"):
-                yield Entry(uri)
-            else:  # relative to the manifest
-                yield Entry(_join(spec, f"{folder}/{uri}"))
+    for batch in dataset.to_batches(columns=columns, batch_size=4096):
+        yield from zip(*(batch.column(name).to_pylist() for name in columns), strict=True)
+
+
+def _resolve(spec: str, uri: str) -> str:
+    """A manifest's path as a URI: absolute paths and URIs as they are, others relative to
+    the manifest's folder."""
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    return _join(spec, f"{filesystem(spec)[1].rsplit('/', 1)[0]}/{uri}")
+
+
+def _manifest_entries(spec: str) -> Iterator[Entry]:
+    for row, (uri,) in enumerate(_manifest_rows(spec, ["uri"]), start=1):
+        if not uri:
+            yield Entry(f"{spec}#row={row}", "empty_uri", f"row {row} of the manifest")
+        else:
+            yield Entry(_resolve(spec, uri))
+
+
+def manifest_column(spec: str, column: str) -> dict[str, str]:
+    """{source uri: that row's `column`} for the rows of a manifest that set both, paths
+    resolved as curation resolves `uri` (so the keys are the clips' `source_uri`); {} when the
+    manifest has no such column."""
+    fs, path = filesystem(spec)
+    names = pads.dataset(path, filesystem=fs, format=_manifest_format(path)).schema.names
+    if column not in names:
+        return {}
+    return {
+        _resolve(spec, uri): _resolve(spec, value)
+        for uri, value in _manifest_rows(spec, ["uri", column])
+        if uri and value
+    }
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.evaluation.actions import action_map, true_actions
+from pipelines.curation.sources import manifest_column
 
 FPS = 10
 
@@ -55,7 +56,7 @@ def test_windows_the_log_does_not_cover_say_why(tmp_path):
     labels, why = true_actions(window(source, 5.0, 0), frames=10, fps=FPS)
     assert labels is None and "does not cover" in why
     labels, why = true_actions(window(str(tmp_path / "other.mp4"), 0.0, 0), frames=4, fps=FPS)
-    assert labels is None and "no action log beside" in why
+    assert labels is None and "no action log for" in why
     labels, why = true_actions({"start": 0}, frames=4, fps=FPS)
     assert labels is None and "source video" in why
 
@@ -74,3 +75,30 @@ def test_short_log_still_labels_what_it_covers(tmp_path, bad):
     source = write_log(tmp_path, bad, [2, 2, 1], names={1: "left", 2: "right"})
     labels, _ = true_actions(window(source, 0.0, 0), frames=4, fps=FPS)
     assert labels.tolist() == [2, 2, 1]
+
+
+def test_a_manifests_actions_uri_names_a_log_kept_apart_from_the_video(tmp_path):
+    """Footage whose logs live elsewhere: the manifest's `actions_uri` (relative to the
+    manifest, as `uri`) gives each video's log, keyed by the uri curation gives its clips."""
+    raw, logs = tmp_path / "raw", tmp_path / "logs"
+    raw.mkdir(), logs.mkdir()
+    actions = np.random.default_rng(1).integers(0, 6, 100)
+    write_log(logs, np.arange(100) / 10, actions)  # logs/game.actions.parquet
+    (logs / "game.actions.parquet").rename(logs / "run-7.parquet")
+    manifest = raw / "manifest.parquet"
+    pq.write_table(
+        pa.table(
+            {"uri": ["game.mp4", "other.mp4"], "actions_uri": ["../logs/run-7.parquet", None]}
+        ),
+        manifest,
+    )
+    source = str(raw / "game.mp4")  # what curation records as the clips' source_uri
+    found = manifest_column(str(manifest), "actions_uri")
+    assert list(found) == [source]
+
+    labels, why = true_actions(window(source, 2.0, 3), frames=5, fps=FPS, logs=found)
+    assert why == "" and labels.tolist() == actions[23:27].tolist()
+    labels, why = true_actions(window(source, 2.0, 3), frames=5, fps=FPS)
+    assert labels is None and "no action log for" in why
+    pq.write_table(pa.table({"uri": ["game.mp4"]}), manifest)
+    assert manifest_column(str(manifest), "actions_uri") == {}
