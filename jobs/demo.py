@@ -243,7 +243,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"                     {data / 'eval' / 'actions.mp4'} (one rollout per latent action)")
     print(f"   motion by action: {data / 'eval' / 'motion_by_action.png'} (does each action move")
     print("                     the world the way the true frames it labels move?)")
-    print(f"   play it:          genie play --clips {data / 'curated' / 'clips'}")
+    print(
+        f"   play it:          genie play --clips {data / 'curated' / 'clips'} "
+        f"--action-map {data / 'eval' / 'action_map.json'}"
+    )
     print("   Stop the platform with `make down`.")
     return 0
 
