@@ -41,7 +41,7 @@ from models.maskgit import Session
 from models.world import WorldModel
 from pipelines.images import to_uint8
 
-DEFAULT_SETTINGS = "25:1:4,8:1:4,8:0.8:1,4:0.8:1,2:0.8:1"
+DEFAULT_SETTINGS = "25:1:4,8:1:4,4:0.8:1,4:0.6:1,2:0.6:1"
 PLAY_SETTING = f"{PLAY_MASKGIT_STEPS}:{PLAY_CONFIDENT:g}:{PLAY_DECODE_CONTEXT}"
 
 

@@ -28,7 +28,7 @@ VIDEO_FPS = 10  # the curated clips' rate, so a rollout plays at the speed the m
 VIDEO_SCALE = 4
 # Play's sampling: measured against 25 rounds on held-out windows, see docs/results.md ("Play").
 PLAY_MASKGIT_STEPS = 4
-PLAY_CONFIDENT = 0.8
+PLAY_CONFIDENT = 0.6
 PLAY_DECODE_CONTEXT = 1
 
 
