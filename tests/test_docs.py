@@ -116,6 +116,6 @@ def test_no_file_cites_a_file_that_is_not_in_the_repo():
 
 def test_the_check_sees_a_missing_file():
     """The scanner itself: a made-up citation is reported, real ones are not."""
-    text = "See DESIGN.md and `jobs/no_such_module.py`; `jobs/training/config.py` is real."
+    text = "See NO_SUCH_NOTES.md and `jobs/no_such_module.py`; `jobs/training/config.py` is real."
     found = {c for c in citations("README.md", text) if not exists(c, "README.md")}
-    assert found == {"DESIGN.md", "jobs/no_such_module.py"}
+    assert found == {"NO_SUCH_NOTES.md", "jobs/no_such_module.py"}
