@@ -13,6 +13,8 @@ import argparse
 import importlib
 import sys
 
+from jobs.common.parsers import command_parser
+
 # name -> module with run(argv) -> int
 BENCHMARKS: dict[str, str] = {
     "curate": "jobs.benchmarks.curate",
@@ -30,12 +32,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("name", nargs="?", choices=[*BENCHMARKS, "all"], default="all")
     parser.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     return parser

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common.config import ConfigError, load_config
+from jobs.common.parsers import command_parser
 from jobs.curation.config import PRESETS_DIR, CurateConfig, threshold_overrides
 from pipelines.curation.filters import describe_filters
 
@@ -53,12 +54,7 @@ any work starts.
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
         "score": "decode every source once and store each clip with all scores",

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.common.parsers import command_parser
 from jobs.record import DEFAULT_VENV
 from models.i3d import weights_path
 
@@ -180,12 +181,7 @@ def platform_env() -> dict[str, str]:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument(
         "--game",
         choices=sorted(GAMES),

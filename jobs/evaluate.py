@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.common.config import ConfigError, plain_name
+from jobs.common.parsers import command_parser
 
 EPILOG = """\
 examples:
@@ -42,12 +43,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("--clips", required=True, help="curated clips (Parquet folder)")
     parser.add_argument(
         "--actions",

@@ -19,6 +19,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
+from jobs.common.parsers import command_parser
 from jobs.common.tracking import tracking_uri
 from jobs.serving.app import (
     APP_NAME,
@@ -43,12 +44,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     add_world_arguments(parser)
     parser.add_argument("--clips", help="curated clips (Parquet folder): their first frames")
     parser.add_argument("--prompts", type=int, default=12, help="how many curated prompts")

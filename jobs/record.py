@@ -19,6 +19,7 @@ import venv
 from pathlib import Path
 
 import pipelines.record
+from jobs.common.parsers import command_parser
 
 GAMES = ("coinrun",)
 # The recorder's own environment: procgen2 0.10.7 needs numpy < 2 (through gym3) and an
@@ -56,12 +57,7 @@ def ensure_recorder(venv_dir: Path) -> Path:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("game", choices=GAMES, help="the game to record")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the videos to")
     parser.add_argument(

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from jobs.common.parsers import command_parser
 from jobs.serving.prompt import decode_prompt_image
 from jobs.serving.world import (
     add_world_arguments,
@@ -45,12 +46,7 @@ def parse_actions(text: str) -> list[int]:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("--prompt", required=True, help="prompt frame: a PNG or JPEG file")
     parser.add_argument("--actions", required=True, help="comma-separated actions, e.g. 0,3,3,1")
     parser.add_argument("--out", required=True, help="output video (.mp4)")

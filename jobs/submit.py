@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jobs.common.parsers import command_parser
 from pipelines.storage import SUBMIT_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +42,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY[=VALUE]",
         help="an environment variable for the job (KEY alone: this environment's value)",

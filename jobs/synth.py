@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jobs.common.parsers import command_parser
+
 EPILOG = """\
 examples:
   genie synth --out data/raw --videos 30 --seed 0
@@ -33,12 +35,7 @@ def duration_range(text: str) -> tuple[float, float]:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("--out", type=Path, required=True, help="folder to write the corpus to")
     parser.add_argument(
         "--videos", type=int, default=30, help="gameplay videos to render (default: 30)"

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from jobs.common.parsers import command_parser
 from pipelines import storage
 
 EPILOG = """\
@@ -26,12 +27,7 @@ examples:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument("--clips", required=True, help="curated clips (Parquet folder)")
     parser.add_argument(
         "--out", required=True, help="output root: shards go to OUT/tokens/, plus OUT/summary.json"

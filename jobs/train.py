@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from jobs.common.config import ConfigError, _read_preset, load_config, to_dict
+from jobs.common.parsers import command_parser
 from jobs.training.config import PRESETS_DIR, TrainConfig
 from pipelines import storage
 
@@ -37,12 +38,7 @@ jobs/configs/train/. Every field is checked before the cluster is touched.
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(prog, __doc__, EPILOG)
     parser.add_argument(
         "--stage", choices=["tokenizer", "lam", "dynamics"],
         help="the stage to train (default: the preset's `stage:`; --stage, the preset and a "
