@@ -15,11 +15,11 @@ import argparse
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pipelines.record
 from jobs.common.parsers import command_parser
+from jobs.common.venvs import pinned_venv
 
 GAMES = ("coinrun",)
 # The recorder's own environment: procgen2 0.10.7 needs numpy < 2 (through gym3) and an
@@ -44,16 +44,7 @@ examples:
 
 def ensure_recorder(venv_dir: Path) -> Path:
     """The recorder environment's python, creating the environment first where it is missing."""
-    python = venv_dir / "bin" / "python"
-    stamp = venv_dir / ".installed"
-    if stamp.exists() and stamp.read_text() == "\n".join(RECORDER_PACKAGES):
-        return python
-    print(f"creating the recorder environment in {venv_dir} ({', '.join(RECORDER_PACKAGES)})")
-    venv.create(venv_dir, with_pip=True, clear=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, *RECORDER_PACKAGES], check=True)
-    stamp.write_text("\n".join(RECORDER_PACKAGES))
-    return python
+    return pinned_venv(venv_dir, RECORDER_PACKAGES)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

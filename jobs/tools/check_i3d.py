@@ -53,14 +53,9 @@ def reference_clip(seed: int, frames: int, kind: str) -> np.ndarray:
 
 def ensure_venv(venv: Path) -> Path:
     """The reference venv's python, creating the venv and installing the pinned packages."""
-    python = venv / "bin" / "python"
-    marker = venv / ".i3d-reference-installed"
-    if not marker.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, *REFERENCE_PACKAGES], check=True)
-        marker.touch()
-    return python
+    from jobs.common.venvs import pinned_venv
+
+    return pinned_venv(venv, REFERENCE_PACKAGES)
 
 
 def compute_reference(out: Path) -> None:
