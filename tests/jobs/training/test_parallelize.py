@@ -66,6 +66,7 @@ def run_worker(rank: int, world: int, port: int, folder: Path, plan: str) -> Non
         results = PLANS[plan](rank, world, folder)
         if rank == 0:
             torch.save(results, folder / f"{plan}.pt")
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -156,6 +157,7 @@ def build_paper_on_meta(rank: int, world: int, port: int, out: Path) -> None:
         }
         if rank == 0:
             torch.save(result, out)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
