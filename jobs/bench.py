@@ -2,6 +2,7 @@
 noisy, so absolute times alone mean little).
 
   curate  clips/s per core of the curation pipeline vs a bare PyAV decode+resize loop; memory
+          (--hostile: a hostile folder's run; --dedup: the near-copy search at growing input)
   train   samples/s of the Ray Train loop vs a plain PyTorch loop on the same model and data
   models  ST vs full attention memory/time over T; sampler frames/s with and without the cache
   play    frames/s of play (one frame per action, 25 MaskGIT steps) with and without the cache

@@ -1,8 +1,9 @@
 """Curate raw gameplay video into 16 s clips at 10 FPS, 160x90, with scores, rejects and a funnel.
 
-`score` decodes every source once on Ray Data, splits it into shots at hard cuts, and stores
-every clip (cut within shots) with all of its scores; `select` applies thresholds to the stored
-scores in seconds, without decoding; `run` does both. Every entry of the source listing ends
+`score` decodes every source once on Ray Data, splits it into shots at hard cuts, stores
+every clip (cut within shots) with all of its scores, then finds the pairs of near copies
+across everything scored (also on Ray Data); `select` applies thresholds to the stored scores
+and pairs in seconds, without decoding; `run` does both. Every entry of the source listing ends
 accepted, rejected (with a reason), errored (with the error) or skipped (not a video, hidden, a
 FIFO, a symlink loop, ...: with the reason): summary.json says so, with the funnel per filter,
 the footage lost to cuts, throughput, config and code version. Each command is an
@@ -148,8 +149,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         score_report = None
         if args.command in ("score", "run"):
             score_report = run_score(config)
+            near_copies = score_report.get("near_copies") or {}
+            figures = {**score_report, **{f"near_copies.{k}": v for k, v in near_copies.items()}}
             tracker.log_metrics(
-                {f"score.{k}": v for k, v in score_report.items() if isinstance(v, int | float)},
+                {f"score.{k}": v for k, v in figures.items() if isinstance(v, int | float)},
                 step=0,
             )
         if args.command in ("select", "run"):

@@ -59,6 +59,28 @@ def reencoded_copy(path: Path, seconds: float, seed: int) -> Path:
     return path
 
 
+def mpeg4_copy(path: Path, seconds: float, seed: int) -> Path:
+    """The same footage as `gameplay(.., seed)` in MPEG-4 Part 2 (not H.264) in Matroska."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        stream = out.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.bit_rate = 2_000_000
+        for frame in gameplay_frames(seconds, FPS, W, H, seed):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def vp8_copy(path: Path, seconds: float, seed: int) -> Path:
+    """The same footage as `gameplay(.., seed)` at 256x144 in VP8 in WebM."""
+    small = (
+        cv2.resize(f, (256, 144), interpolation=cv2.INTER_AREA)
+        for f in gameplay_frames(seconds, FPS, W, H, seed)
+    )
+    write_video(path, small, FPS)
+    return path
+
+
 def tiny(path: Path, seconds: float, seed: int) -> Path:
     """48x28 pixels: far below the 90-pixel output height."""
     return gameplay(path, seconds, seed, size=(48, 28))

@@ -38,6 +38,7 @@ examples:
   python -m jobs.benchmarks.curate --json bench-curate.json
   python -m jobs.bench curate --grain 0            # clean synthetic frames: decoding is cheap
   python -m jobs.bench curate --hostile            # peak memory of a hostile folder's run
+  python -m jobs.bench curate --dedup              # near-copy search at 1x and 4x clips
 """
 
 
@@ -335,11 +336,16 @@ def _print(figures: dict[str, Any]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """`python -m jobs.bench curate ...` (`--hostile`: the hostile-folder run instead)."""
+    """`python -m jobs.bench curate ...` (`--hostile`: the hostile-folder run instead;
+    `--dedup`: the near-copy search at growing input)."""
     if "--hostile" in argv:
         from jobs.benchmarks.curate_hostile import run as run_hostile
 
         return run_hostile([a for a in argv if a != "--hostile"])
+    if "--dedup" in argv:
+        from jobs.benchmarks.curate_dedup import run as run_dedup
+
+        return run_dedup([a for a in argv if a != "--dedup"])
     run_curate_bench(argv)
     return 0
 

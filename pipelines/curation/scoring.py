@@ -47,6 +47,7 @@ from pipelines.curation.decode import (
 )
 from pipelines.curation.filters import score_clip
 from pipelines.curation.filters.too_short import TooShortFilter
+from pipelines.curation.near_copies import find_near_copies, is_current
 from pipelines.curation.sources import Entry, NotARegularFile, iter_entries, local_copy
 from pipelines.curation.store import SCORED, SPEC, STAGING, ScoredStore, check_spec, write_output
 from pipelines.schemas import FEATURES, PIXEL_SCORES, SCORED_SCHEMA, SOURCE_STATUS
@@ -204,6 +205,7 @@ class ScoreReport:
     seconds: float = 0.0
     cpus: float = 0.0
     status_counts: dict[str, int] = field(default_factory=dict)
+    near_copies: dict[str, Any] | None = None  # the near-copy search, when this run redid it
 
     def as_dict(self) -> dict[str, Any]:
         per_s = self.clips / self.seconds if self.seconds else 0.0
@@ -217,6 +219,7 @@ class ScoreReport:
             "clips_per_s": round(per_s, 3),
             "clips_per_s_per_core": round(per_s / self.cpus, 3) if self.cpus else 0.0,
             "source_status": dict(self.status_counts),
+            "near_copies": self.near_copies,
         }
 
 
@@ -366,6 +369,8 @@ def score(
             f"({report.entries} entries, {report.clips} clips this run, "
             f"{report.clips / max(elapsed, 1e-9):.2f} clips/s)"
         )
+    if not is_current(out, store.committed_files()):
+        report.near_copies = find_near_copies(out, progress=progress)
     report.seconds = time.monotonic() - started
     if report.entries_done_before:
         progress(f"[score] {report.entries_done_before} entries were finished by an earlier run")

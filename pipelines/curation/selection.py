@@ -7,9 +7,11 @@ last, among the clips that passed everything else, so a copy is only dropped in 
 clip that is kept. Sources whose bytes are identical to an earlier-listed source are rejected
 as `duplicate_source` (their clips would carry the same ids).
 
-Two passes over the scored shards, each shard read on its own (memory grows with shard size,
-plus 32 bytes per clip that passes for the duplicate search): the first reads scores only to
-find duplicates, the second writes each shard's kept clips (with video) and rejects (without).
+Two passes over the scored shards, each shard read on its own: the first reads scores only, to
+know which clips pass the clip-level terms; the near-copy pairs that `score` stored
+(near_copies.py) then give each passing clip its distance to the nearest earlier passing copy
+(memory: 9 bytes per scored row, plus one file of pairs at a time); the second pass writes each
+shard's kept clips (with video) and rejects (without).
 Outputs are replaced on every select; `summary.json`, written last by the job, marks a
 complete one.
 """
@@ -30,7 +32,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.curation.conditions import Selection
-from pipelines.curation.filters.duplicate import copy_rank, distance_to_earlier
 from pipelines.curation.filters.quality import QualityFilter, QualityModel
 from pipelines.curation.funnel import (
     clip_funnel,
@@ -39,7 +40,8 @@ from pipelines.curation.funnel import (
     source_funnel,
     verdict,
 )
-from pipelines.curation.store import DONE, SCORED, SPEC, ScoredStore, read_output
+from pipelines.curation.near_copies import near_copies_marker, nearest_earlier
+from pipelines.curation.store import DONE, SCORED, SPEC, ScoredStore, read_output, read_scored
 from pipelines.schemas import (
     CLIPS_SCHEMA,
     DATASET_SCORES,
@@ -48,7 +50,6 @@ from pipelines.schemas import (
     PIXEL_SCORES,
     REJECTS_SCHEMA,
     SCORE_COLUMNS,
-    SCORED_SCHEMA,
     SOURCES_SCHEMA,
 )
 from pipelines.storage import filesystem
@@ -84,7 +85,7 @@ class Selector:
         threads: int = 4,
     ):
         self.fs, root = filesystem(out)
-        self.root = root.rstrip("/")
+        self.out, self.root = out, root.rstrip("/")
         self.selection, self.model, self.threads = selection, model, threads
         if self.fs.get_file_info(f"{self.root}/{SCORED}/{DONE}").type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"select: {out} has no scored data (run `genie curate score`)")
@@ -92,34 +93,18 @@ class Selector:
         self.spec = read_output(out, f"{SCORED}/{SPEC}") or {}
         self.losers: dict[str, str] = {}  # duplicate source uri -> the uri it copies
 
-    def _read(self, path: str, columns: list[str], kind: str) -> pa.Table:
-        """Rows of `kind` with `columns`; a column that shards scored by an older version lack
-        (the shot counts) reads as nulls."""
-        with self.fs.open_input_file(path) as handle:
-            present = set(pq.read_schema(handle).names)
-        table = pq.read_table(
-            path, columns=[c for c in [*columns, "kind"] if c in present], filesystem=self.fs
-        )
-        for name in columns:
-            if name not in present:
-                table = table.append_column(
-                    name, pa.nulls(len(table), SCORED_SCHEMA.field(name).type)
-                )
-        table = table.filter(pc.equal(table.column("kind"), kind)).drop(["kind"])
-        return table.select(columns)
-
     def run(self, progress: Callable[[str], None] = print) -> dict[str, Any]:
         sources = self._sources()
         self.losers = self._duplicate_sources(sources)
         with ThreadPoolExecutor(self.threads) as pool:
             firsts = list(pool.map(self._first_pass, self.shards))
         total = sum(len(first[0]) for first in firsts)
-        distances = self._duplicates(firsts)
+        distances = self._duplicates(firsts, progress)
         progress(f"[select] {len(self.shards)} shards, {total} clips pass the clip filters")
         for output in OUTPUTS:
             self.fs.delete_dir_contents(f"{self.root}/{output}", missing_dir_ok=True)
             self.fs.create_dir(f"{self.root}/{output}", recursive=True)
-        stride = max(1, sum(first[2] for first in firsts) // HISTOGRAM_SAMPLES)
+        stride = max(1, sum(first[1] for first in firsts) // HISTOGRAM_SAMPLES)
         with ThreadPoolExecutor(self.threads) as pool:
             outcomes = list(
                 pool.map(
@@ -136,7 +121,7 @@ class Selector:
                    "source_bytes", "duration_s", "source_width", "source_height", "source_fps",
                    "decode_s", "shots", "short_shots", "frames_in_clips",
                    "frames_lost_to_cuts"]  # fmt: skip
-        tables = [self._read(path, columns, "source") for path in self.shards]
+        tables = [read_scored(self.fs, p, columns, "source").drop(["row"]) for p in self.shards]
         return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
 
     def _duplicate_sources(self, sources: pa.Table) -> dict[str, str]:
@@ -186,43 +171,40 @@ class Selector:
         return columns, reasons, errored
 
     def _clips(self, path: str, columns: list[str]) -> pa.Table:
-        table = self._read(path, columns, "clip")
+        """Clip rows with `columns` and `row` (their place in the shard file)."""
+        table = read_scored(self.fs, path, columns, "clip")
         if self.losers:
             mask = pc.invert(pc.is_in(table.column("source_uri"), pa.array(list(self.losers))))
             table = table.filter(mask)
         return table
 
-    def _first_pass(self, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(hashes, keeping-order keys) of the clips that pass every clip-level term, and the
-        shard's clip count."""
-        columns = ["source_index", "start_s", "source_uri", "phash", "error", *PIXEL_SCORES,
-                   *FEATURES]  # fmt: skip
-        table = self._clips(path, columns)
-        scores, reasons, errored = self._decide(table)
-        passing = (reasons == "") & ~errored
-        keys = np.stack(
-            [scores["resolution"], _numbers(table, "source_index"), _numbers(table, "start_s")],
-            axis=1,
-        )[passing]
-        return _hash_matrix(table.column("phash"))[passing], keys, len(table)
+    def _first_pass(self, path: str) -> tuple[np.ndarray, int, int]:
+        """File rows of the clips that pass every clip-level term, the shard's clip count and
+        its row count."""
+        table = self._clips(path, ["source_uri", "error", *PIXEL_SCORES, *FEATURES])
+        _, reasons, errored = self._decide(table)
+        rows = table.column("row").to_numpy()[(reasons == "") & ~errored]
+        return rows, len(table), pq.read_metadata(path, filesystem=self.fs).num_rows
 
-    def _duplicates(self, firsts: list[tuple]) -> list[np.ndarray]:
-        """Per shard, the duplicate score of each passing clip (in first-pass order)."""
-        if not self.selection.duplicate or not firsts:
-            return [np.full(len(first[0]), np.nan) for first in firsts]
-        hashes = np.concatenate([f[0] for f in firsts])
-        keys = np.concatenate([f[1] for f in firsts])
-        distances = distance_to_earlier(hashes, copy_rank(keys[:, 0], keys[:, 1], keys[:, 2]))
-        splits = np.cumsum([len(f[0]) for f in firsts])[:-1]
-        return np.split(distances, splits)
+    def _duplicates(self, firsts: list[tuple], progress: Callable[[str], None]) -> list:
+        """Per shard, each file row's distance to its nearest earlier passing near copy (None
+        when the selection has no duplicate condition)."""
+        if not self.selection.duplicate:
+            return [None] * len(firsts)
+        passing = {path: first[0] for path, first in zip(self.shards, firsts, strict=True)}
+        rows = {path: first[2] for path, first in zip(self.shards, firsts, strict=True)}
+        distances = nearest_earlier(self.out, passing, rows)
+        progress(f"[select] near copies: {near_copies_marker(self.out)['pairs']} stored pairs")
+        return [distances[path] for path in self.shards]
 
-    def _second_pass(self, path: str, distances: np.ndarray, stride: int) -> ShardOutcome:
+    def _second_pass(self, path: str, distances: np.ndarray | None, stride: int) -> ShardOutcome:
         stored = [n for n in CLIPS_SCHEMA.names if n not in (*DATASET_SCORES, "keep",
                                                               "reject_reason")]  # fmt: skip
         table = self._clips(path, [*stored, "error"])
         columns, reasons, errored = self._decide(table)
-        passing = (reasons == "") & ~errored
-        columns["duplicate"][passing] = distances
+        if distances is not None:
+            passing = (reasons == "") & ~errored
+            columns["duplicate"][passing] = distances[table.column("row").to_numpy()[passing]]
         for term in self.selection.duplicate:
             failed = ~term.evaluate(columns) & (reasons == "") & ~errored
             reasons[failed] = "duplicate"
@@ -368,20 +350,6 @@ class Selector:
     ) -> None:
         table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema)
         pq.write_table(table, f"{self.root}/{output}/{name}", filesystem=self.fs)
-
-
-def _numbers(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-
-
-def _hash_matrix(column: pa.ChunkedArray) -> np.ndarray:
-    """phash column -> (N, 32) uint8 (zeros where a clip could not be hashed)."""
-    values = column.to_pylist()
-    matrix = np.zeros((len(values), 32), np.uint8)
-    for i, value in enumerate(values):
-        if value is not None:
-            matrix[i] = np.frombuffer(value, np.uint8)
-    return matrix
 
 
 def _id_hash(clip_id: str) -> int:

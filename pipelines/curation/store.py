@@ -14,9 +14,14 @@ import json
 import uuid
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from pipelines.curation.decode import DecodeSpec
+from pipelines.schemas import SCORED_SCHEMA
 from pipelines.storage import filesystem
 
 SCORED = "scored"
@@ -82,6 +87,22 @@ class ScoredStore:
         self.fs.move(temporary, f"{self.root}/{DONE}/{wave}.json")
         self.fs.delete_dir(staging)
         return names
+
+
+def read_scored(fs: pafs.FileSystem, path: str, columns: list[str], kind: str) -> pa.Table:
+    """The rows of `kind` ("clip" or "source") of one scored shard with `columns` and `row`, the
+    row's place in the file (how near-copy edges name a clip). A column that shards scored by an
+    older version lack (the shot counts) reads as nulls."""
+    with fs.open_input_file(path) as handle:
+        present = set(pq.read_schema(handle).names)
+    wanted = [c for c in dict.fromkeys([*columns, "kind"]) if c in present]
+    table = pq.read_table(path, columns=wanted, filesystem=fs)
+    table = table.append_column("row", pa.array(np.arange(len(table), dtype=np.int32)))
+    for name in columns:
+        if name not in present:
+            table = table.append_column(name, pa.nulls(len(table), SCORED_SCHEMA.field(name).type))
+    table = table.filter(pc.equal(table.column("kind"), kind))
+    return table.select([*columns, "row"])
 
 
 def write_output(out: str, name: str, data: bytes | dict[str, Any]) -> None:

@@ -343,6 +343,45 @@ def test_killed_score_resumes_to_the_same_clips(curated, corpus, local_platform,
     assert sources.num_rows == len(EXPECTED)
 
 
+def test_four_near_copies_across_two_waves_keep_exactly_one(ray_cluster, mlflow_uri, tmp_path):
+    """The same footage as H.264, VP8 at 256x144, MPEG-4 Part 2 and H.264 crf 30 at 192x108,
+    under unrelated names and scored in two waves: each 2 s piece of it is kept once, from a
+    full-resolution copy; the other footage is untouched."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    copies = {
+        "a_original.mp4": cv.gameplay(raw / "a_original.mp4", 4.5, seed=11),
+        "b_other.mp4": cv.gameplay(raw / "b_other.mp4", 4.5, seed=12),
+        "c_upload.webm": cv.vp8_copy(raw / "c_upload.webm", 4.5, seed=11),
+        "d_mirror.mkv": cv.mpeg4_copy(raw / "d_mirror.mkv", 4.5, seed=11),
+        "e_other.mp4": cv.gameplay(raw / "e_other.mp4", 4.5, seed=13),
+        "f_reupload.mp4": cv.reencoded_copy(raw / "f_reupload.mp4", 4.5, seed=11),
+    }
+    assert run_cli("run", "--source", str(raw), "--out", str(out), "wave_sources=3",
+                   f"mlflow_uri={mlflow_uri}", *SHORT) == 0  # fmt: skip
+    assert len(list((out / SCORED / "_done").glob("*.json"))) == 2, "two waves"
+    kept = read(out, "clips", ["source_uri", "start_s"]).to_pylist()
+    rejects = read(out, "rejects", ["source_uri", "start_s", "reject_reason"]).to_pylist()
+    same = {"a_original.mp4", "c_upload.webm", "d_mirror.mkv", "f_reupload.mp4"}
+    kept_of_copies: dict[float, list[str]] = {}
+    for row in kept:
+        if Path(row["source_uri"]).name in same:
+            kept_of_copies.setdefault(row["start_s"], []).append(Path(row["source_uri"]).name)
+    assert kept_of_copies and all(len(names) == 1 for names in kept_of_copies.values())
+    assert {n for names in kept_of_copies.values() for n in names} <= {
+        "a_original.mp4",
+        "d_mirror.mkv",
+    }
+    pieces = len(kept_of_copies)
+    assert pieces >= 2
+    duplicates = [r for r in rejects if r["reject_reason"] == "duplicate"]
+    assert len(duplicates) == 3 * pieces
+    assert {Path(r["source_uri"]).name for r in rejects} <= same
+    others = [r for r in kept if Path(r["source_uri"]).name in ("b_other.mp4", "e_other.mp4")]
+    assert len(others) == 2 * pieces
+    assert set(copies) == {p.name for p in raw.iterdir()}
+
+
 # ---------------------------------------------------------------- real clip shape and timing
 
 

@@ -1,0 +1,285 @@
+"""Near copies across the whole scored dataset, found on Ray Data with memory per task flat in
+the dataset size.
+
+Each clip's 256-bit hash (filters/duplicate.py) is cut into 16 bands of 16 bits; two hashes
+within 15 bits share at least one band. Every clip gives one row per band, the rows are grouped
+by a hash of (band, value) into partitions whose number grows with the dataset (a task holds
+about `rows_per_partition` rows whatever the dataset size), and inside a partition each clip is
+compared with the clips ranked just before it that share its band value (at most LOOKBACK of
+them, which bounds the work in a value that many clips share). A pair within MAX_BITS is
+written once, from the first band the two share, as an edge: the later clip, the earlier one
+(in keeping order, `copy_rank_keys`) and their distance.
+
+Select turns the edges into each clip's distance to the nearest earlier clip that passed every
+other filter, reading only the edges, so re-thresholding never compares hashes again. The
+edges live in `scored/_near_copies/`: one file per partition (a retried task rewrites its own
+file: nothing is duplicated), and `_done.json`, written last, names the shards they cover;
+`score` rebuilds them after its last wave whenever the committed shards changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines.curation.filters.duplicate import (
+    BANDS,
+    LOOKBACK,
+    MAX_BITS,
+    NO_NEIGHBOUR,
+    copy_rank_keys,
+)
+from pipelines.curation.store import SCORED, ScoredStore, read_output, read_scored
+from pipelines.schemas import PHASH_BYTES
+from pipelines.storage import filesystem
+
+NEAR_COPIES = "_near_copies"
+MARKER = "_done.json"
+ROWS_PER_PARTITION = 250_000  # band rows one task holds (~25 MB of Arrow)
+EDGE_SCHEMA = pa.schema(
+    [
+        pa.field("later_shard", pa.int32()),  # index into the marker's `shards`
+        pa.field("later_row", pa.int32()),  # row of the clip in that shard file
+        pa.field("earlier_shard", pa.int32()),
+        pa.field("earlier_row", pa.int32()),
+        pa.field("bits", pa.int16()),  # Hamming distance of the two 256-bit hashes
+    ]
+)
+
+
+def hash_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column of 32-byte hashes without nulls -> (N, 32) uint8."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not len(array):
+        return np.zeros((0, PHASH_BYTES), np.uint8)
+    data = np.frombuffer(array.buffers()[1], np.uint8)
+    start = array.offset * PHASH_BYTES
+    return data[start : start + len(array) * PHASH_BYTES].reshape(-1, PHASH_BYTES)
+
+
+def bucket_of(band: np.ndarray, value: np.ndarray, partitions: int) -> np.ndarray:
+    """Partition of each (band, value): a fixed multiplicative hash, the same on every run."""
+    key = (band.astype(np.uint64) << np.uint64(16)) | value.astype(np.uint64)
+    mixed = (key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    return (mixed % np.uint64(partitions)).astype(np.int32)
+
+
+def band_rows(batch: pa.Table, out: str, shards: list[str], partitions: int) -> pa.Table:
+    """map_batches step: the shards named in `batch` -> one row per (clip, band)."""
+    fs, _ = filesystem(out)
+    columns = ["phash", "resolution", "source_index", "start_s"]
+    tables = [
+        bands_of(read_scored(fs, shards[shard], columns, "clip"), shard, partitions)
+        for shard in batch.column("shard").to_pylist()
+    ]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def bands_of(clips: pa.Table, shard: int, partitions: int) -> pa.Table:
+    """Clip rows (phash, resolution, source_index, start_s, row) of shard number `shard` -> one
+    row per (clip, band) with the band's 16-bit value and its partition; unhashed clips drop."""
+    clips = clips.filter(clips.column("phash").is_valid())
+    count = len(clips)
+    band = np.tile(np.arange(BANDS, dtype=np.int32), count)
+    value = hash_matrix(clips.column("phash")).view(np.uint16).ravel().astype(np.int32)
+    return (
+        clips.take(pa.array(np.repeat(np.arange(count), BANDS)))
+        .append_column("shard", pa.array(np.full(count * BANDS, shard, np.int32)))
+        .append_column("band", pa.array(band))
+        .append_column("value", pa.array(value))
+        .append_column("bucket", pa.array(bucket_of(band, value, partitions)))
+    )
+
+
+def edges_of_partition(rows: pa.Table) -> pa.Table:
+    """Near-copy edges among one partition's band rows (see the module docstring)."""
+    order = np.lexsort(
+        (
+            *copy_rank_keys(
+                _numbers(rows, "resolution"),
+                _numbers(rows, "source_index"),
+                _numbers(rows, "start_s"),
+                _numbers(rows, "shard"),
+                _numbers(rows, "row"),
+            ),
+            _numbers(rows, "value"),
+            _numbers(rows, "band"),
+        )
+    )
+    band = rows.column("band").to_numpy()[order]
+    value = rows.column("value").to_numpy()[order]
+    shard = rows.column("shard").to_numpy()[order]
+    row = rows.column("row").to_numpy()[order]
+    hashes = np.ascontiguousarray(hash_matrix(rows.column("phash"))[order])
+    words, halves = hashes.view(np.uint64), hashes.view(np.uint16)
+    found = []
+    for lag in range(1, LOOKBACK + 1):
+        same = (band[lag:] == band[:-lag]) & (value[lag:] == value[:-lag])
+        if not same.any():
+            break
+        later = np.flatnonzero(same) + lag
+        earlier = later - lag
+        bits = np.bitwise_count(words[later] ^ words[earlier]).sum(axis=1)
+        first_shared = np.argmax(halves[later] == halves[earlier], axis=1)
+        keep = (bits <= MAX_BITS) & (first_shared == band[later])
+        found.append((later[keep], earlier[keep], bits[keep]))
+    later = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
+    earlier = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
+    bits = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
+    return pa.table(
+        [shard[later], row[later], shard[earlier], row[earlier], bits.astype(np.int16)],
+        schema=EDGE_SCHEMA,
+    )
+
+
+def write_partition(rows: pa.Table, folder: str, out: str) -> pa.Table:
+    """map_groups step: one partition's edges to `folder/part-<bucket>.parquet`; returns a row
+    of what the task held (rows, Arrow bytes, its process's memory)."""
+    bucket = int(rows.column("bucket")[0].as_py())
+    edges = edges_of_partition(rows)
+    fs, _ = filesystem(out)
+    if len(edges):
+        pq.write_table(edges, f"{folder}/part-{bucket:05d}.parquet", filesystem=fs)
+    return pa.table(
+        {
+            "bucket": [bucket],
+            "rows": [len(rows)],
+            "arrow_mb": [rows.nbytes / 2**20],
+            "pairs": [len(edges)],
+            "worker_uss_mb": [_unique_memory_mb()],
+        }
+    )
+
+
+def find_near_copies(
+    out: str,
+    rows_per_partition: int = ROWS_PER_PARTITION,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Rebuild `scored/_near_copies/` over every committed shard of `out`; returns its marker
+    (shards covered, pairs, partitions, the largest partition and worker memory, seconds)."""
+    import ray.data
+
+    started = time.monotonic()
+    store = ScoredStore(out, create=False)
+    shards = store.committed_files()
+    folder = f"{store.root}/{NEAR_COPIES}"
+    store.fs.delete_dir_contents(folder, missing_dir_ok=True)  # the marker goes first
+    store.fs.create_dir(folder, recursive=True)
+    clips = sum(pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards)
+    partitions = max(1, math.ceil(clips * BANDS / rows_per_partition))
+    stats = pa.table({"rows": pa.array([], pa.int64())})
+    if shards:
+        rows = ray.data.from_items(
+            [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
+        ).map_batches(
+            band_rows,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs={"out": out, "shards": shards, "partitions": partitions},
+        )
+        stats = (
+            rows.groupby("bucket", num_partitions=partitions)
+            .map_groups(
+                write_partition,
+                batch_format="pyarrow",
+                fn_kwargs={"folder": folder, "out": out},
+            )
+            .to_arrow_refs()
+        )
+        stats = pa.concat_tables(ray.get(stats)) if stats else pa.table({"rows": []})
+    marker = {
+        "shards": [path.rsplit("/", 1)[1] for path in shards],
+        "pairs": _total(stats, "pairs"),
+        "partitions": partitions,
+        "band_rows": _total(stats, "rows"),
+        "largest_partition_rows": int(_largest(stats, "rows")),
+        "largest_partition_mb": round(_largest(stats, "arrow_mb"), 3),
+        "worker_uss_mb": round(_largest(stats, "worker_uss_mb"), 1),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    with store.fs.open_output_stream(f"{folder}/{MARKER}") as handle:
+        handle.write(json.dumps(marker, indent=2).encode())
+    progress(
+        f"[near copies] {marker['pairs']} pairs among {len(shards)} shards, "
+        f"{partitions} partitions of at most {marker['largest_partition_rows']} band rows, "
+        f"{marker['seconds']} s"
+    )
+    return marker
+
+
+def near_copies_marker(out: str) -> dict[str, Any] | None:
+    return read_output(out, f"{SCORED}/{NEAR_COPIES}/{MARKER}")
+
+
+def is_current(out: str, shards: list[str]) -> bool:
+    """Whether the stored edges cover exactly the committed shards `shards` (paths)."""
+    marker = near_copies_marker(out)
+    return marker is not None and marker["shards"] == [p.rsplit("/", 1)[1] for p in shards]
+
+
+def nearest_earlier(out: str, passing: dict[str, np.ndarray], rows: dict[str, int]) -> dict:
+    """Per shard path, the distance of each file row to its nearest near copy ranked before it
+    among the `passing` rows (row indices per shard path); NO_NEIGHBOUR where none.
+
+    `rows` gives each shard's row count. Memory: one byte and one float per scored row, plus one
+    edge file at a time."""
+    marker = near_copies_marker(out)
+    names = {path.rsplit("/", 1)[1]: path for path in passing}
+    if marker is None or sorted(marker["shards"]) != sorted(names):
+        raise FileNotFoundError(
+            f"select: the near copies of {out} are missing or older than its scored shards: run "
+            f"`genie curate score --out {out}` with the same --source again (nothing is decoded "
+            f"again) or leave out the duplicate condition"
+        )
+    paths = [names[name] for name in marker["shards"]]
+    offsets = np.concatenate([[0], np.cumsum([rows[path] for path in paths])]).astype(np.int64)
+    ok = np.zeros(offsets[-1], bool)
+    for path, start in zip(paths, offsets, strict=False):
+        ok[start + passing[path]] = True
+    distance = np.full(offsets[-1], NO_NEIGHBOUR, np.float64)
+    fs, root = filesystem(out)
+    folder = f"{root.rstrip('/')}/{SCORED}/{NEAR_COPIES}"
+    for info in fs.get_file_info(pafs.FileSelector(folder)):
+        if not info.base_name.startswith("part-"):
+            continue
+        edges = pq.read_table(info.path, filesystem=fs)
+        later = offsets[_numbers(edges, "later_shard").astype(np.int64)] + _numbers(
+            edges, "later_row"
+        ).astype(np.int64)
+        earlier = offsets[_numbers(edges, "earlier_shard").astype(np.int64)] + _numbers(
+            edges, "earlier_row"
+        ).astype(np.int64)
+        both = ok[later] & ok[earlier]
+        np.minimum.at(distance, later[both], _numbers(edges, "bits")[both])
+    return {path: distance[start : start + rows[path]] for path, start in zip(paths, offsets,
+                                                                               strict=False)}  # fmt: skip
+
+
+def _numbers(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _total(stats: pa.Table, name: str) -> int:
+    return int(pc.sum(stats.column(name)).as_py() or 0) if name in stats.column_names else 0
+
+
+def _largest(stats: pa.Table, name: str) -> float:
+    return float(pc.max(stats.column(name)).as_py() or 0) if name in stats.column_names else 0.0
+
+
+def _unique_memory_mb() -> float:
+    """This process's resident memory not shared with others (RSS minus shared pages), in MB."""
+    with open(f"/proc/{os.getpid()}/statm") as handle:
+        _, resident, shared, *_ = (int(x) for x in handle.read().split())
+    return (resident - shared) * os.sysconf("SC_PAGE_SIZE") / 2**20
