@@ -33,11 +33,16 @@ examples:
 
 
 def synthetic_scored(
-    out: Path, clips: int, copy_every: int = 50, shard_rows: int = 8000, seed: int = 0
+    out: Path,
+    clips: int,
+    copy_every: int = 50,
+    shard_rows: int = 8000,
+    seed: int = 0,
+    max_bits: int = 15,
 ) -> dict[str, int]:
     """Committed scored shards of `clips` clips (no video) under `out`. Every `copy_every`-th
-    clip of the first half gets one near copy (1-15 random bits flipped, a lower resolution)
-    in the second half. Returns {"clips", "copies"}."""
+    clip of the first half gets one near copy (1 to `max_bits` random bits flipped, a lower
+    resolution) in the second half. Returns {"clips", "copies"}."""
     rng = np.random.default_rng(seed)
     hashes = rng.integers(0, 256, (clips, 32), dtype=np.uint8)
     resolution = np.full(clips, 180.0, np.float32)
@@ -45,7 +50,7 @@ def synthetic_scored(
     copies = clips // 2 + originals
     bits = np.unpackbits(hashes[originals], axis=1)
     for row in bits:
-        row[rng.choice(256, rng.integers(1, 16), replace=False)] ^= 1
+        row[rng.choice(256, rng.integers(1, max_bits + 1), replace=False)] ^= 1
     hashes[copies] = np.packbits(bits, axis=1)
     resolution[copies] = 90.0
     store = ScoredStore(str(out))
@@ -116,7 +121,7 @@ def run(argv: list[str]) -> int:
         rows.append({"scale": scale, **figures})
     ray.shutdown()
     base = rows[0]
-    print("\n| input | clips | partitions | largest partition (band rows, MB) | task peak USS MB "
+    print("\n| input | clips | partitions | largest partition (table rows, MB) | task peak USS MB "
           "| pairs (planted) | search s | select s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:

@@ -1,14 +1,14 @@
 """Near copies across the whole scored dataset, found on Ray Data with memory per task flat in
 the dataset size.
 
-Each clip's 256-bit hash (filters/duplicate.py) is cut into 16 bands of 16 bits; two hashes
-within 15 bits share at least one band. Every clip gives one row per band, the rows are grouped
-by a hash of (band, value) into partitions whose number grows with the dataset (a task holds
-about `rows_per_partition` rows whatever the dataset size), and inside a partition each clip is
-compared with the clips ranked just before it that share its band value (at most LOOKBACK of
-them, which bounds the work in a value that many clips share). A pair within MAX_BITS is
-written once, from the first band the two share, as an edge: the later clip, the earlier one
-(in keeping order, `copy_rank_keys`) and their distance.
+Each clip gives one row per LSH table (filters/duplicate.py: TABLES keys of TABLE_BITS fixed
+bits of its 256-bit hash). The rows are grouped by a hash of (table, key) into partitions whose
+number grows with the dataset, so a task holds about `rows_per_partition` rows whatever the
+dataset size, and inside a partition each clip is compared with the clips ranked just before it
+that share its key (at most LOOKBACK of them, which bounds the work where many clips share a
+key, e.g. thousands of copies of one title screen). A pair within MAX_BITS is written once,
+from the first table whose key the two share, as an edge: the later clip, the earlier one (in
+keeping order, `copy_rank_keys`) and their distance.
 
 Select turns the edges into each clip's distance to the nearest earlier clip that passed every
 other filter, reading only the edges, so re-thresholding never compares hashes again. The
@@ -33,11 +33,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.curation.filters.duplicate import (
-    BANDS,
     LOOKBACK,
     MAX_BITS,
     NO_NEIGHBOUR,
+    TABLES,
     copy_rank_keys,
+    table_bits,
 )
 from pipelines.curation.store import SCORED, ScoredStore, read_output, read_scored
 from pipelines.schemas import PHASH_BYTES
@@ -45,7 +46,7 @@ from pipelines.storage import filesystem
 
 NEAR_COPIES = "_near_copies"
 MARKER = "_done.json"
-ROWS_PER_PARTITION = 250_000  # band rows one task holds (~25 MB of Arrow)
+ROWS_PER_PARTITION = 250_000  # table rows one task holds (~17 MB of Arrow)
 EDGE_SCHEMA = pa.schema(
     [
         pa.field("later_shard", pa.int32()),  # index into the marker's `shards`
@@ -67,42 +68,55 @@ def hash_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return data[start : start + len(array) * PHASH_BYTES].reshape(-1, PHASH_BYTES)
 
 
-def bucket_of(band: np.ndarray, value: np.ndarray, partitions: int) -> np.ndarray:
-    """Partition of each (band, value): a fixed multiplicative hash, the same on every run."""
-    key = (band.astype(np.uint64) << np.uint64(16)) | value.astype(np.uint64)
-    mixed = (key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+def bucket_of(table: np.ndarray, key: np.ndarray, partitions: int) -> np.ndarray:
+    """Partition of each (table, key): a fixed multiplicative hash, the same on every run."""
+    mixed = (table.astype(np.uint64) << np.uint64(32)) | key.astype(np.uint64)
+    mixed = (mixed * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
     return (mixed % np.uint64(partitions)).astype(np.int32)
 
 
-def band_rows(batch: pa.Table, out: str, shards: list[str], partitions: int) -> pa.Table:
-    """map_batches step: the shards named in `batch` -> one row per (clip, band)."""
+def table_masks() -> np.ndarray:
+    """(TABLES, 4) uint64: each table's bits as a mask over a hash viewed as 4 words."""
+    bits = np.zeros((TABLES, PHASH_BYTES * 8), np.uint8)
+    np.put_along_axis(bits, table_bits(), 1, axis=1)
+    return np.packbits(bits, axis=1).view(np.uint64)
+
+
+def table_keys(hashes: np.ndarray) -> np.ndarray:
+    """(N, 32) uint8 hashes -> (N, TABLES) int64: each table's key (its bits as a number)."""
+    bits = np.unpackbits(hashes, axis=1)[:, table_bits()]  # (N, TABLES, TABLE_BITS)
+    return (bits.astype(np.int64) << np.arange(bits.shape[-1], dtype=np.int64)).sum(axis=-1)
+
+
+def shard_table_rows(batch: pa.Table, out: str, shards: list[str], partitions: int) -> pa.Table:
+    """map_batches step: the shards named in `batch` -> one row per (clip, table)."""
     fs, _ = filesystem(out)
     columns = ["phash", "resolution", "source_index", "start_s"]
     tables = [
-        bands_of(read_scored(fs, shards[shard], columns, "clip"), shard, partitions)
+        table_rows(read_scored(fs, shards[shard], columns, "clip"), shard, partitions)
         for shard in batch.column("shard").to_pylist()
     ]
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
-def bands_of(clips: pa.Table, shard: int, partitions: int) -> pa.Table:
+def table_rows(clips: pa.Table, shard: int, partitions: int) -> pa.Table:
     """Clip rows (phash, resolution, source_index, start_s, row) of shard number `shard` -> one
-    row per (clip, band) with the band's 16-bit value and its partition; unhashed clips drop."""
+    row per (clip, table) with the table's key and its partition; unhashed clips drop."""
     clips = clips.filter(clips.column("phash").is_valid())
     count = len(clips)
-    band = np.tile(np.arange(BANDS, dtype=np.int32), count)
-    value = hash_matrix(clips.column("phash")).view(np.uint16).ravel().astype(np.int32)
+    table = np.tile(np.arange(TABLES, dtype=np.int32), count)
+    key = table_keys(hash_matrix(clips.column("phash"))).ravel()
     return (
-        clips.take(pa.array(np.repeat(np.arange(count), BANDS)))
-        .append_column("shard", pa.array(np.full(count * BANDS, shard, np.int32)))
-        .append_column("band", pa.array(band))
-        .append_column("value", pa.array(value))
-        .append_column("bucket", pa.array(bucket_of(band, value, partitions)))
+        clips.take(pa.array(np.repeat(np.arange(count), TABLES)))
+        .append_column("shard", pa.array(np.full(count * TABLES, shard, np.int32)))
+        .append_column("table", pa.array(table))
+        .append_column("key", pa.array(key))
+        .append_column("bucket", pa.array(bucket_of(table, key, partitions)))
     )
 
 
 def edges_of_partition(rows: pa.Table) -> pa.Table:
-    """Near-copy edges among one partition's band rows (see the module docstring)."""
+    """Near-copy edges among one partition's table rows (see the module docstring)."""
     order = np.lexsort(
         (
             *copy_rank_keys(
@@ -112,26 +126,27 @@ def edges_of_partition(rows: pa.Table) -> pa.Table:
                 _numbers(rows, "shard"),
                 _numbers(rows, "row"),
             ),
-            _numbers(rows, "value"),
-            _numbers(rows, "band"),
+            rows.column("key").to_numpy(),
+            rows.column("table").to_numpy(),
         )
     )
-    band = rows.column("band").to_numpy()[order]
-    value = rows.column("value").to_numpy()[order]
+    table = rows.column("table").to_numpy()[order]
+    key = rows.column("key").to_numpy()[order]
     shard = rows.column("shard").to_numpy()[order]
     row = rows.column("row").to_numpy()[order]
-    hashes = np.ascontiguousarray(hash_matrix(rows.column("phash"))[order])
-    words, halves = hashes.view(np.uint64), hashes.view(np.uint16)
+    words = np.ascontiguousarray(hash_matrix(rows.column("phash"))[order]).view(np.uint64)
+    masks = table_masks()
     found = []
     for lag in range(1, LOOKBACK + 1):
-        same = (band[lag:] == band[:-lag]) & (value[lag:] == value[:-lag])
+        same = (table[lag:] == table[:-lag]) & (key[lag:] == key[:-lag])
         if not same.any():
             break
         later = np.flatnonzero(same) + lag
         earlier = later - lag
-        bits = np.bitwise_count(words[later] ^ words[earlier]).sum(axis=1)
-        first_shared = np.argmax(halves[later] == halves[earlier], axis=1)
-        keep = (bits <= MAX_BITS) & (first_shared == band[later])
+        differ = words[later] ^ words[earlier]  # (k, 4)
+        bits = np.bitwise_count(differ).sum(axis=1)
+        shared = ((differ[:, None, :] & masks[None]) == 0).all(axis=2)  # (k, TABLES)
+        keep = (bits <= MAX_BITS) & (np.argmax(shared, axis=1) == table[later])
         found.append((later[keep], earlier[keep], bits[keep]))
     later = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
     earlier = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
@@ -177,13 +192,13 @@ def find_near_copies(
     store.fs.delete_dir_contents(folder, missing_dir_ok=True)  # the marker goes first
     store.fs.create_dir(folder, recursive=True)
     clips = sum(pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards)
-    partitions = max(1, math.ceil(clips * BANDS / rows_per_partition))
+    partitions = max(1, math.ceil(clips * TABLES / rows_per_partition))
     stats = pa.table({"rows": pa.array([], pa.int64())})
     if shards:
         rows = ray.data.from_items(
             [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
         ).map_batches(
-            band_rows,
+            shard_table_rows,
             batch_size=1,
             batch_format="pyarrow",
             fn_kwargs={"out": out, "shards": shards, "partitions": partitions},
@@ -202,7 +217,7 @@ def find_near_copies(
         "shards": [path.rsplit("/", 1)[1] for path in shards],
         "pairs": _total(stats, "pairs"),
         "partitions": partitions,
-        "band_rows": _total(stats, "rows"),
+        "table_rows": _total(stats, "rows"),
         "largest_partition_rows": int(_largest(stats, "rows")),
         "largest_partition_mb": round(_largest(stats, "arrow_mb"), 3),
         "worker_uss_mb": round(_largest(stats, "worker_uss_mb"), 1),
@@ -212,7 +227,7 @@ def find_near_copies(
         handle.write(json.dumps(marker, indent=2).encode())
     progress(
         f"[near copies] {marker['pairs']} pairs among {len(shards)} shards, "
-        f"{partitions} partitions of at most {marker['largest_partition_rows']} band rows, "
+        f"{partitions} partitions of at most {marker['largest_partition_rows']} table rows, "
         f"{marker['seconds']} s"
     )
     return marker

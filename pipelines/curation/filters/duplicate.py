@@ -4,13 +4,18 @@ clips over-weight what they show and leak between training and held-out data.
 Every clip gets a 256-bit perceptual hash while scoring: for four frames (one per quarter of
 the clip), the signs of its 63 lowest-frequency DCT coefficients against their median (pHash),
 which survives re-encoding and rescaling (a 2x-smaller crf-30 copy is ~10 bits away, different
-footage ~100). A clip's score is the smallest Hamming distance to a clip ranked before it among
+footage ~128). A clip's score is the smallest Hamming distance to a clip ranked before it among
 the clips that passed every other filter. The rank prefers the copy from the higher-resolution
 source, then the one listed first (the original before its re-upload, in a manifest's order),
-so the best copy is kept and the others go. Candidate pairs are found once per scored dataset
-on Ray Data by banding (pipelines/curation/near_copies.py): two hashes within 15 bits share at
-least one of 16 16-bit bands, so only clips sharing a band are compared; select reads the
-pairs. Distances above MAX_BITS are not recorded: such a clip scores NO_NEIGHBOUR.
+so the best copy is kept and the others go.
+
+Candidate pairs are found once per scored dataset on Ray Data (pipelines/curation/near_copies.py)
+by locality-sensitive hashing: TABLES tables, each keyed by TABLE_BITS fixed bit positions of
+the hash; two clips are compared when they agree on every bit of some table. A pair d bits apart
+agrees on a table with probability (1 - d/256)^24, so it is found with probability 1 - (1 -
+(1 - d/256)^24)^32: 1.0 up to 8 bits, 0.99999 at 12, 0.9998 at 15; unrelated clips (~128 bits
+apart) share a key once in 2^24, so a key is shared by ~3 clips in 55M. Distances above
+MAX_BITS are not recorded: such a clip scores NO_NEIGHBOUR.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from pipelines.curation.filters.base import Filter
 from pipelines.schemas import PHASH_BYTES
 
 HASH_FRAMES = 4
-BANDS = 16
+TABLES = 32
+TABLE_BITS = 24
 NO_NEIGHBOUR = float(PHASH_BYTES * 8)  # a clip with no near copy scores the maximum distance
-LOOKBACK = 16  # within a band value, compare with this many earlier clips (bounds the work)
+LOOKBACK = 16  # within a table key, compare with this many earlier clips (bounds the work)
 MAX_BITS = 64  # pairs further apart are not near copies at any sensible threshold
 
 
@@ -51,6 +57,13 @@ def copy_rank_keys(
     resolution, then earlier listed, then earlier in the source; shard and row only break ties
     (a source listed twice), so the order is total and the same on every run."""
     return row, shard, start_s, source_index, -np.nan_to_num(np.asarray(resolution, float))
+
+
+def table_bits() -> np.ndarray:
+    """(TABLES, TABLE_BITS) bit positions of each table's key, the same on every run."""
+    rng = np.random.default_rng(20261206)
+    return np.stack([np.sort(rng.choice(PHASH_BYTES * 8, TABLE_BITS, replace=False))
+                     for _ in range(TABLES)])  # fmt: skip
 
 
 class DuplicateFilter(Filter):

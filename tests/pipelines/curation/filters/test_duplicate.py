@@ -1,12 +1,11 @@
-"""Near-copy pairs by perceptual-hash banding, within one partition (no Ray)."""
+"""Near-copy pairs by locality-sensitive hashing, within one partition (no Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from pipelines.curation.filters.duplicate import BANDS
-from pipelines.curation.near_copies import bands_of, edges_of_partition
+from pipelines.curation.near_copies import edges_of_partition, table_rows
 
 
 def clip_rows(hashes: np.ndarray, resolution: np.ndarray) -> pa.Table:
@@ -21,22 +20,23 @@ def clip_rows(hashes: np.ndarray, resolution: np.ndarray) -> pa.Table:
     )
 
 
-def test_every_near_copy_within_the_band_guarantee_is_one_edge_to_its_better_copy():
+def test_every_near_copy_is_one_edge_to_its_better_copy_and_unrelated_clips_none():
     rng = np.random.default_rng(0)
-    hashes = rng.integers(0, 256, (450, 32), dtype=np.uint8)
-    bits = np.unpackbits(hashes[:50], axis=1)
-    for row in bits:  # flip BANDS - 1 random bits: still guaranteed to share a band
-        row[rng.choice(256, BANDS - 1, replace=False)] ^= 1
-    hashes[400:] = np.packbits(bits, axis=1)
-    resolution = np.full(450, 90.0)
-    resolution[400:] = 180.0  # the copies come from a sharper source: they are kept
-    edges = edges_of_partition(bands_of(clip_rows(hashes, resolution), 0, 1)).to_pydict()
+    hashes = rng.integers(0, 256, (600, 32), dtype=np.uint8)
+    flipped = rng.integers(1, 13, 100)  # 1-12 bits: found with probability 0.99999
+    bits = np.unpackbits(hashes[:100], axis=1)
+    for row, count in zip(bits, flipped, strict=True):
+        row[rng.choice(256, count, replace=False)] ^= 1
+    hashes[500:] = np.packbits(bits, axis=1)
+    resolution = np.full(600, 90.0)
+    resolution[500:] = 180.0  # the copies come from a sharper source: they are kept
+    edges = edges_of_partition(table_rows(clip_rows(hashes, resolution), 0, 1)).to_pydict()
     pairs = sorted(zip(edges["later_row"], edges["earlier_row"], edges["bits"], strict=True))
-    assert pairs == [(i, 400 + i, BANDS - 1) for i in range(50)]  # once each, no random pair
+    assert pairs == [(i, 500 + i, flipped[i]) for i in range(100)]  # once each
 
 
 def test_a_clip_without_a_hash_takes_no_part():
     hashes = np.zeros((3, 32), np.uint8)
     table = clip_rows(hashes, np.full(3, 90.0))
     table = table.set_column(0, "phash", pa.array([hashes[0].tobytes(), None, None], pa.binary(32)))
-    assert len(edges_of_partition(bands_of(table, 0, 1))) == 0
+    assert len(edges_of_partition(table_rows(table, 0, 1))) == 0
