@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -182,19 +183,48 @@ def bare_loop(paths: list[Path], spec: DecodeSpec) -> dict[str, float]:
             "clips_per_s_per_core": clips / seconds, "clips_per_cpu_s": clips / cpu_s}  # fmt: skip
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and every process under it (a local Ray: GCS, raylet,
-    workers): the whole cost of the pipeline, whatever else the machine is running."""
-    import psutil
+class TreeCpu:
+    """CPU time of this process and every process under it (a local Ray: GCS, raylet, workers)
+    while the block runs: the whole cost of the pipeline, whatever else the machine runs.
 
-    total = 0.0
-    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
+    The tree is sampled every `interval` s and each process's last reading kept, so a worker
+    that exits mid-run (Ray ends idle workers past its soft limit) still counts, up to its
+    last sample; reading the tree only at the start and the end missed those workers."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.seconds = interval, 0.0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _read(self) -> dict[int, float]:
+        import psutil
+
+        found = {}
+        for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._last.update(self._read())
+
+    def __enter__(self) -> TreeCpu:
+        self._first = self._read()
+        self._last = dict(self._first)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._read())
+        self.seconds = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
 
 
 def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[str, float]:
@@ -206,7 +236,7 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
 
     def manifest(name: str, files: list[Path]) -> str:
         path = out.parent / f"{name}-manifest.csv"
-        path.write_text("uri\n" + "".join(f"{f}\n" for f in files))
+        path.write_text("uri\n" + "".join(f"{f.resolve()}\n" for f in files))  # as listed
         return str(path)
 
     warmups = [out.parent / f"warmup-{i}.mp4" for i in range(cpus)]
@@ -219,16 +249,19 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
     try:  # a running cluster has its workers up and modules imported: so does this one
         score(manifest("warmup", warmups), str(out.parent / "warmup-out"), spec, progress=print)
         startup_s = time.perf_counter() - started
-        cpu_started = _cpu_seconds()
-        report = score(manifest(out.name, paths), str(out), spec, wave_sources=len(paths),
-                       progress=print)  # fmt: skip
-        cpu_s = _cpu_seconds() - cpu_started
+        with TreeCpu() as cpu:
+            report = score(manifest(out.name, paths), str(out), spec, wave_sources=len(paths),
+                           progress=print)  # fmt: skip
+        cpu_s = cpu.seconds
     finally:
         ray.shutdown()
     rows = pads.dataset(str(out / "scored"), format="parquet").to_table(
-        columns=["kind", "worker_peak_rss_mb", "video"]
+        columns=["kind", "worker_peak_rss_mb", "video", "error"]
     )
     kinds = rows.column("kind").to_pylist()
+    if "clip" not in kinds:
+        errors = {e for e in rows.column("error").to_pylist() if e}
+        raise RuntimeError(f"the pipeline scored no clip of {len(paths)} sources: {errors}")
     peaks = [
         p
         for k, p in zip(kinds, rows.column("worker_peak_rss_mb").to_pylist(), strict=True)

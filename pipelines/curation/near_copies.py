@@ -182,7 +182,8 @@ def find_near_copies(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Rebuild `scored/_near_copies/` over every committed shard of `out`; returns its marker
-    (shards covered, pairs, partitions, the largest partition and worker memory, seconds)."""
+    (shards covered, pairs, partitions, the largest partition and worker memory, seconds).
+    With one partition the work is done here, without starting a dataset (~2.5 s on 2 cores)."""
     import ray.data
 
     started = time.monotonic()
@@ -194,7 +195,10 @@ def find_near_copies(
     clips = sum(pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards)
     partitions = max(1, math.ceil(clips * TABLES / rows_per_partition))
     stats = pa.table({"rows": pa.array([], pa.int64())})
-    if shards:
+    if partitions == 1 and shards:  # it all fits one task: this process, no dataset to start
+        rows = shard_table_rows(pa.table({"shard": range(len(shards))}), out, shards, 1)
+        stats = write_partition(rows, folder, out) if len(rows) else stats
+    elif shards:
         rows = ray.data.from_items(
             [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
         ).map_batches(
