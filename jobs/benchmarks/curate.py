@@ -11,7 +11,6 @@ flat. The corpus is cached under --workdir.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from jobs.benchmarks.curate_profile import print_profile, profile_operators
+from jobs.common.parsers import command_parser
 from pipelines.curation.decode import DecodeSpec, resize_frame
 from pipelines.video import write_video
 
@@ -287,12 +287,7 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
 
 def run_curate_bench(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure and print; returns the figures."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.benchmarks.curate",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.benchmarks.curate", __doc__, EPILOG)
     parser.add_argument("--sources", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=48.0, help="length of a 1x source")
     parser.add_argument("--width", type=int, default=640)

@@ -12,7 +12,6 @@ footage three ways of handling cuts keep, decoding each recording as `genie cura
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from jobs.common.parsers import command_parser
 from pipelines.curation.decode import ClipDecoder, DecodeSpec
 from pipelines.curation.filters.scene_cut import colour_histograms
 from pipelines.video import read_frames
@@ -109,12 +109,7 @@ def _covered(starts: list[int], size: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.benchmarks.curate_cuts",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.benchmarks.curate_cuts", __doc__, EPILOG)
     parser.add_argument("folder", type=Path, help="a `genie record` output folder")
     args = parser.parse_args(argv)
     found = recordings(args.folder)

@@ -9,7 +9,6 @@ duplicate condition, is reported beside it: re-thresholding reads the stored pai
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.common.parsers import command_parser
 from pipelines.curation.conditions import Selection, parse_where
 from pipelines.curation.near_copies import ROWS_PER_PARTITION, find_near_copies
 from pipelines.curation.selection import Selector
@@ -89,7 +89,7 @@ def measure(workdir: Path, clips: int, rows_per_partition: int, copy_every: int)
     ).run(progress=lambda _: None)
     return {
         **made,
-        **{k: v for k, v in marker.items() if k != "shards"},
+        **{k: v for k, v in marker.items() if k not in ("shards", "shard_rows", "tables")},
         "shards": len(marker["shards"]),
         "select_s": round(time.monotonic() - started, 2),
         "rejected_as_duplicate": result["clips"]["reject_reasons"].get("duplicate", 0),
@@ -99,12 +99,7 @@ def measure(workdir: Path, clips: int, rows_per_partition: int, copy_every: int)
 def run(argv: list[str]) -> int:
     import ray
 
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.benchmarks.curate_dedup",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.benchmarks.curate_dedup", __doc__, EPILOG)
     parser.add_argument("--workdir", default=".genie/bench/curate-dedup")
     parser.add_argument("--clips", type=int, default=100_000, help="clips at 1x")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
@@ -121,16 +116,16 @@ def run(argv: list[str]) -> int:
         rows.append({"scale": scale, **figures})
     ray.shutdown()
     base = rows[0]
-    print("\n| input | clips | partitions | largest partition (table rows, MB) | task peak USS MB "
-          "| pairs (planted) | search s | select s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| input | clips | buckets | largest bucket (table rows, MB) | task peak USS MB "
+          "| stored pairs | copies found (planted) | search s | select s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['scale']}x | {row['clips']:,} | {row['partitions']} | "
-              f"{row['largest_partition_rows']:,}, {row['largest_partition_mb']:.1f} "
-              f"({row['largest_partition_mb'] / base['largest_partition_mb']:.2f}x) | "
+              f"{row['largest_bucket_rows']:,}, {row['largest_bucket_mb']:.1f} "
+              f"({row['largest_bucket_mb'] / base['largest_bucket_mb']:.2f}x) | "
               f"{row['worker_uss_mb']:.0f} ({row['worker_uss_mb'] / base['worker_uss_mb']:.2f}x) "
-              f"| {row['pairs']:,} ({row['copies']:,}) | {row['seconds']} | "
-              f"{row['select_s']} |")  # fmt: skip
+              f"| {row['edges']:,} | {row['rejected_as_duplicate']:,} ({row['copies']:,}) | "
+              f"{row['seconds']} | {row['select_s']} |")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -12,7 +12,6 @@ write nothing outside --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import struct
@@ -29,6 +28,7 @@ from typing import Any
 import av
 
 from jobs.benchmarks.curate import gameplay_frames
+from jobs.common.parsers import command_parser
 from pipelines.video import write_video
 
 PEAK_LIMIT_MB = 1536.0  # what the acceptance asks of the whole run
@@ -209,12 +209,7 @@ def run_hostile(workdir: Path, cpus: int, extra: list[str]) -> dict[str, Any]:
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.benchmarks.curate_hostile",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.benchmarks.curate_hostile", __doc__, EPILOG)
     parser.add_argument("--workdir", default=".genie/bench/curate-hostile")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the run's own Ray")
     parser.add_argument("--json", default=None, help="also write the figures here")

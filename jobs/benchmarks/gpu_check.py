@@ -15,7 +15,6 @@ preset, a few steps, on the CPU: CI runs it so the check cannot rot.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from jobs.benchmarks.train import measure, peak_tflops
+from jobs.common.parsers import command_parser
 
 EPILOG = """\
 examples:
@@ -132,10 +132,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.benchmarks.gpu_check", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = command_parser("python -m jobs.benchmarks.gpu_check", __doc__, EPILOG)
     parser.add_argument("--dry", action="store_true", help="tiny preset, a few steps, CPU")
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"), help="JSON figures")
     args = parser.parse_args(argv)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jobs.common.parsers import command_parser
 from jobs.serving.world import PLAY_CONFIDENT, PLAY_DECODE_CONTEXT, PLAY_MASKGIT_STEPS
 from models import metrics
 from models.checkpoint import build_model, load_trained, save_trained
@@ -129,11 +130,7 @@ def held_out(clips: str, frames: int, samples: int, device: str) -> torch.Tensor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.bench play",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.bench play", __doc__, "")
     parser.add_argument("--preset", default="tiny", help="without models: tiny; coinrun on a GPU")
     parser.add_argument(
         "--settings",

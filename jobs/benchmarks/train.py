@@ -13,7 +13,6 @@ step time and the GPU's dense bf16 peak (`--peak-tflops`, known for H100/H200/A1
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from jobs.common.config import load_config
+from jobs.common.parsers import command_parser
 from jobs.training.config import TrainConfig
 from pipelines.synth.corpus import SourceSpec, gameplay
 from pipelines.video import encode_mp4
@@ -185,11 +185,7 @@ def measure(
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.bench train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m jobs.bench train", __doc__, "")
     parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam", "dynamics"])
     parser.add_argument("--preset", default="tiny", choices=["tiny", "coinrun", "paper"])
     parser.add_argument("--steps", type=int, default=40)

@@ -2,19 +2,28 @@
 the dataset size.
 
 Each clip gives one row per LSH table (filters/duplicate.py: TABLES keys of TABLE_BITS fixed
-bits of its 256-bit hash). The rows are grouped by a hash of (table, key) into partitions whose
-number grows with the dataset, so a task holds about `rows_per_partition` rows whatever the
-dataset size, and inside a partition each clip is compared with the clips ranked just before it
-that share its key (at most LOOKBACK of them, which bounds the work where many clips share a
-key, e.g. thousands of copies of one title screen). A pair within MAX_BITS is written once,
-from the first table whose key the two share, as an edge: the later clip, the earlier one (in
-keeping order, `copy_rank_keys`) and their distance.
+bits of its 256-bit hash). The rows are grouped by a hash of (table, key) into buckets whose
+number grows with the dataset, `rows_per_partition` rows each on average; Ray's hash shuffle
+puts a few buckets in one task (the fullest of P tasks holds ~ln P / ln ln P of them), so what a
+task holds grows with the logarithm of the dataset at most. Inside a bucket each clip is
+compared with the clips ranked just before it that share its key, at most LOOKBACK of them,
+which bounds the work where many clips share a key (thousands of copies of one title screen).
+Every pair within MAX_BITS is written as an edge: the later clip, the earlier one (in keeping
+order, `copy_rank_keys`) and their distance; a pair that shares several tables is written from
+each bucket that compared it (select takes the minimum), so a crowded key in one table does
+not hide a pair another table finds.
+
+The lookback counts every scored clip, also those select will reject for other reasons: a
+passing clip whose only passing copy is ranked behind LOOKBACK or more near-identical clips in
+every table the two share keeps NO_NEIGHBOUR (the search before pairs were stored compared
+passing clips only).
 
 Select turns the edges into each clip's distance to the nearest earlier clip that passed every
 other filter, reading only the edges, so re-thresholding never compares hashes again. The
-edges live in `scored/_near_copies/`: one file per partition (a retried task rewrites its own
-file: nothing is duplicated), and `_done.json`, written last, names the shards they cover;
-`score` rebuilds them after its last wave whenever the committed shards changed.
+edges live in `scored/_near_copies/`: one file per bucket (a retried task rewrites its own
+file: nothing is duplicated), and `_done.json`, written last, names the shards they cover with
+their row counts and the search's settings; `score` rebuilds them after its last wave whenever
+those changed. A failed task fails the search (no marker), never a silent loss of pairs.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from pipelines.storage import filesystem
 
 NEAR_COPIES = "_near_copies"
 MARKER = "_done.json"
-ROWS_PER_PARTITION = 250_000  # table rows one task holds (~17 MB of Arrow)
+ROWS_PER_PARTITION = 250_000  # table rows a bucket holds on average (~18 MB of Arrow)
 EDGE_SCHEMA = pa.schema(
     [
         pa.field("later_shard", pa.int32()),  # index into the marker's `shards`
@@ -73,13 +82,6 @@ def bucket_of(table: np.ndarray, key: np.ndarray, partitions: int) -> np.ndarray
     mixed = (table.astype(np.uint64) << np.uint64(32)) | key.astype(np.uint64)
     mixed = (mixed * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
     return (mixed % np.uint64(partitions)).astype(np.int32)
-
-
-def table_masks() -> np.ndarray:
-    """(TABLES, 4) uint64: each table's bits as a mask over a hash viewed as 4 words."""
-    bits = np.zeros((TABLES, PHASH_BYTES * 8), np.uint8)
-    np.put_along_axis(bits, table_bits(), 1, axis=1)
-    return np.packbits(bits, axis=1).view(np.uint64)
 
 
 def table_keys(hashes: np.ndarray) -> np.ndarray:
@@ -116,7 +118,7 @@ def table_rows(clips: pa.Table, shard: int, partitions: int) -> pa.Table:
 
 
 def edges_of_partition(rows: pa.Table) -> pa.Table:
-    """Near-copy edges among one partition's table rows (see the module docstring)."""
+    """Near-copy edges among one bucket's table rows (see the module docstring)."""
     order = np.lexsort(
         (
             *copy_rank_keys(
@@ -135,7 +137,6 @@ def edges_of_partition(rows: pa.Table) -> pa.Table:
     shard = rows.column("shard").to_numpy()[order]
     row = rows.column("row").to_numpy()[order]
     words = np.ascontiguousarray(hash_matrix(rows.column("phash"))[order]).view(np.uint64)
-    masks = table_masks()
     found = []
     for lag in range(1, LOOKBACK + 1):
         same = (table[lag:] == table[:-lag]) & (key[lag:] == key[:-lag])
@@ -143,14 +144,16 @@ def edges_of_partition(rows: pa.Table) -> pa.Table:
             break
         later = np.flatnonzero(same) + lag
         earlier = later - lag
-        differ = words[later] ^ words[earlier]  # (k, 4)
-        bits = np.bitwise_count(differ).sum(axis=1)
-        shared = ((differ[:, None, :] & masks[None]) == 0).all(axis=2)  # (k, TABLES)
-        keep = (bits <= MAX_BITS) & (np.argmax(shared, axis=1) == table[later])
+        bits = np.bitwise_count(words[later] ^ words[earlier]).sum(axis=1)
+        keep = bits <= MAX_BITS
         found.append((later[keep], earlier[keep], bits[keep]))
     later = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
     earlier = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
     bits = np.concatenate([f[2] for f in found]) if found else np.zeros(0, np.int64)
+    # a pair that shares several tables of this partition is stored once from it
+    pairs = np.stack([shard[later], row[later], shard[earlier], row[earlier]], axis=1)
+    _, first = np.unique(pairs, axis=0, return_index=True)
+    later, earlier, bits = later[first], earlier[first], bits[first]
     return pa.table(
         [shard[later], row[later], shard[earlier], row[earlier], bits.astype(np.int16)],
         schema=EDGE_SCHEMA,
@@ -158,8 +161,8 @@ def edges_of_partition(rows: pa.Table) -> pa.Table:
 
 
 def write_partition(rows: pa.Table, folder: str, out: str) -> pa.Table:
-    """map_groups step: one partition's edges to `folder/part-<bucket>.parquet`; returns a row
-    of what the task held (rows, Arrow bytes, its process's memory)."""
+    """map_groups step: one bucket's edges to `folder/part-<bucket>.parquet`; returns a row of
+    what the call held (rows, Arrow bytes) and its process's unique memory after it."""
     bucket = int(rows.column("bucket")[0].as_py())
     edges = edges_of_partition(rows)
     fs, _ = filesystem(out)
@@ -170,7 +173,7 @@ def write_partition(rows: pa.Table, folder: str, out: str) -> pa.Table:
             "bucket": [bucket],
             "rows": [len(rows)],
             "arrow_mb": [rows.nbytes / 2**20],
-            "pairs": [len(edges)],
+            "edges": [len(edges)],
             "worker_uss_mb": [_unique_memory_mb()],
         }
     )
@@ -182,69 +185,95 @@ def find_near_copies(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Rebuild `scored/_near_copies/` over every committed shard of `out`; returns its marker
-    (shards covered, pairs, partitions, the largest partition and worker memory, seconds).
-    With one partition the work is done here, without starting a dataset (~2.5 s on 2 cores)."""
+    (settings, shards covered, edges, buckets, the largest bucket and worker memory, seconds).
+    With one bucket the work is done here, without starting a dataset (~2.5 s on 2 cores)."""
     import ray.data
 
     started = time.monotonic()
     store = ScoredStore(out, create=False)
     shards = store.committed_files()
     folder = f"{store.root}/{NEAR_COPIES}"
-    store.fs.delete_dir_contents(folder, missing_dir_ok=True)  # the marker goes first
+    if store.fs.get_file_info(f"{folder}/{MARKER}").type != pafs.FileType.NotFound:
+        store.fs.delete_file(f"{folder}/{MARKER}")  # first: half-rebuilt pairs are never current
+    store.fs.delete_dir_contents(folder, missing_dir_ok=True)
     store.fs.create_dir(folder, recursive=True)
-    clips = sum(pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards)
-    partitions = max(1, math.ceil(clips * TABLES / rows_per_partition))
+    rows_by_shard = [pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards]
+    partitions = max(1, math.ceil(sum(rows_by_shard) * TABLES / rows_per_partition))
     stats = pa.table({"rows": pa.array([], pa.int64())})
     if partitions == 1 and shards:  # it all fits one task: this process, no dataset to start
         rows = shard_table_rows(pa.table({"shard": range(len(shards))}), out, shards, 1)
         stats = write_partition(rows, folder, out) if len(rows) else stats
     elif shards:
-        rows = ray.data.from_items(
-            [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
-        ).map_batches(
-            shard_table_rows,
-            batch_size=1,
-            batch_format="pyarrow",
-            fn_kwargs={"out": out, "shards": shards, "partitions": partitions},
-        )
-        stats = (
-            rows.groupby("bucket", num_partitions=partitions)
-            .map_groups(
-                write_partition,
+        context = ray.data.DataContext.get_current()
+        tolerated, context.max_errored_blocks = context.max_errored_blocks, 0
+        try:  # a lost shard or partition would lose pairs in silence: fail instead
+            rows = ray.data.from_items(
+                [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
+            ).map_batches(
+                shard_table_rows,
+                batch_size=1,
                 batch_format="pyarrow",
-                fn_kwargs={"folder": folder, "out": out},
+                fn_kwargs={"out": out, "shards": shards, "partitions": partitions},
             )
-            .to_arrow_refs()
-        )
-        stats = pa.concat_tables(ray.get(stats)) if stats else pa.table({"rows": []})
+            stats = (
+                rows.groupby("bucket", num_partitions=partitions)
+                .map_groups(
+                    write_partition,
+                    batch_format="pyarrow",
+                    fn_kwargs={"folder": folder, "out": out},
+                )
+                .to_arrow_refs()
+            )
+            stats = pa.concat_tables(ray.get(stats)) if stats else pa.table({"rows": []})
+        finally:
+            context.max_errored_blocks = tolerated
     marker = {
+        **search_settings(),
         "shards": [path.rsplit("/", 1)[1] for path in shards],
-        "pairs": _total(stats, "pairs"),
+        "shard_rows": rows_by_shard,
+        "edges": _total(stats, "edges"),
         "partitions": partitions,
         "table_rows": _total(stats, "rows"),
-        "largest_partition_rows": int(_largest(stats, "rows")),
-        "largest_partition_mb": round(_largest(stats, "arrow_mb"), 3),
+        "largest_bucket_rows": int(_largest(stats, "rows")),
+        "largest_bucket_mb": round(_largest(stats, "arrow_mb"), 3),
         "worker_uss_mb": round(_largest(stats, "worker_uss_mb"), 1),
         "seconds": round(time.monotonic() - started, 2),
     }
-    with store.fs.open_output_stream(f"{folder}/{MARKER}") as handle:
+    temporary = f"{folder}/.{MARKER}.tmp"
+    with store.fs.open_output_stream(temporary) as handle:
         handle.write(json.dumps(marker, indent=2).encode())
+    store.fs.move(temporary, f"{folder}/{MARKER}")
     progress(
-        f"[near copies] {marker['pairs']} pairs among {len(shards)} shards, "
-        f"{partitions} partitions of at most {marker['largest_partition_rows']} table rows, "
+        f"[near copies] {marker['edges']} pairs stored over {len(shards)} shards, {partitions} "
+        f"partitions, buckets of at most {marker['largest_bucket_rows']} table rows, "
         f"{marker['seconds']} s"
     )
     return marker
 
 
+def search_settings() -> dict[str, Any]:
+    """What fixes the stored pairs besides the shards: pairs made otherwise are not current."""
+    return {"tables": table_bits().tolist(), "lookback": LOOKBACK, "max_bits": MAX_BITS}
+
+
 def near_copies_marker(out: str) -> dict[str, Any] | None:
-    return read_output(out, f"{SCORED}/{NEAR_COPIES}/{MARKER}")
+    """The marker of the stored pairs; None when missing or unreadable (then they are stale)."""
+    try:
+        return read_output(out, f"{SCORED}/{NEAR_COPIES}/{MARKER}")
+    except ValueError:  # cut short while written by a run that was killed
+        return None
 
 
 def is_current(out: str, shards: list[str]) -> bool:
-    """Whether the stored edges cover exactly the committed shards `shards` (paths)."""
+    """Whether the stored pairs were made by these settings over exactly the committed shards
+    `shards` (paths), each with the rows it has now."""
     marker = near_copies_marker(out)
-    return marker is not None and marker["shards"] == [p.rsplit("/", 1)[1] for p in shards]
+    if marker is None or any(marker.get(k) != v for k, v in search_settings().items()):
+        return False
+    fs, _ = filesystem(out)
+    names = [path.rsplit("/", 1)[1] for path in shards]
+    rows = [pq.read_metadata(path, filesystem=fs).num_rows for path in shards]
+    return marker["shards"] == names and marker.get("shard_rows") == rows
 
 
 def nearest_earlier(out: str, passing: dict[str, np.ndarray], rows: dict[str, int]) -> dict:
@@ -255,7 +284,7 @@ def nearest_earlier(out: str, passing: dict[str, np.ndarray], rows: dict[str, in
     edge file at a time."""
     marker = near_copies_marker(out)
     names = {path.rsplit("/", 1)[1]: path for path in passing}
-    if marker is None or sorted(marker["shards"]) != sorted(names):
+    if not is_current(out, sorted(passing)):
         raise FileNotFoundError(
             f"select: the near copies of {out} are missing or older than its scored shards: run "
             f"`genie curate score --out {out}` with the same --source again (nothing is decoded "

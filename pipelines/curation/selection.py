@@ -194,7 +194,7 @@ class Selector:
         passing = {path: first[0] for path, first in zip(self.shards, firsts, strict=True)}
         rows = {path: first[2] for path, first in zip(self.shards, firsts, strict=True)}
         distances = nearest_earlier(self.out, passing, rows)
-        progress(f"[select] near copies: {near_copies_marker(self.out)['pairs']} stored pairs")
+        progress(f"[select] near copies: {near_copies_marker(self.out)['edges']} stored pairs")
         return [distances[path] for path in self.shards]
 
     def _second_pass(self, path: str, distances: np.ndarray | None, stride: int) -> ShardOutcome:

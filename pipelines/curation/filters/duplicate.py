@@ -11,11 +11,14 @@ so the best copy is kept and the others go.
 
 Candidate pairs are found once per scored dataset on Ray Data (pipelines/curation/near_copies.py)
 by locality-sensitive hashing: TABLES tables, each keyed by TABLE_BITS fixed bit positions of
-the hash; two clips are compared when they agree on every bit of some table. A pair d bits apart
-agrees on a table with probability (1 - d/256)^24, so it is found with probability 1 - (1 -
-(1 - d/256)^24)^32: 1.0 up to 8 bits, 0.99999 at 12, 0.9998 at 15; unrelated clips (~128 bits
-apart) share a key once in 2^24, so a key is shared by ~3 clips in 55M. Distances above
-MAX_BITS are not recorded: such a clip scores NO_NEIGHBOUR.
+the hash (never the last bit of a frame's 64, which is always 0); two clips are compared when
+they agree on every bit of some table. A pair d random bits apart agrees on a given table with
+probability ~(1 - d/256)^24; over these 32 tables (which overlap) it is found with probability
+1.0 up to 10 bits, 0.99998 at 12 and 0.9997 at 15 (200,000 random draws each), and unrelated
+clips (~128 bits apart) share a key once in 2^24. Real pHash bits are not independent (a still clip
+repeats one frame's bits four times), so keys are shared more often than that; the lookback
+(near_copies.py) bounds the work where they are. Distances above MAX_BITS are not recorded:
+such a clip scores NO_NEIGHBOUR.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def copy_rank_keys(
 def table_bits() -> np.ndarray:
     """(TABLES, TABLE_BITS) bit positions of each table's key, the same on every run."""
     rng = np.random.default_rng(20261206)
-    return np.stack([np.sort(rng.choice(PHASH_BYTES * 8, TABLE_BITS, replace=False))
+    informative = np.array([b for b in range(PHASH_BYTES * 8) if b % 64 != 63])
+    return np.stack([np.sort(rng.choice(informative, TABLE_BITS, replace=False))
                      for _ in range(TABLES)])  # fmt: skip
 
 

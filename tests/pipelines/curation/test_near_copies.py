@@ -4,12 +4,13 @@ holds stays flat as the scored data grows, and select re-thresholds from the sto
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.dataset as pads
 import pytest
 
 from jobs.benchmarks.curate_dedup import synthetic_scored
 from pipelines.curation.conditions import Selection, parse_where
 from pipelines.curation.filters.duplicate import TABLES
-from pipelines.curation.near_copies import find_near_copies
+from pipelines.curation.near_copies import EDGE_SCHEMA, NEAR_COPIES, find_near_copies
 from pipelines.curation.selection import Selector
 from pipelines.curation.store import SCORED
 
@@ -27,15 +28,15 @@ def test_every_planted_copy_is_found_and_each_task_holds_as_much_at_4x_input(ray
         out = tmp_path / f"x{scale}"
         made = synthetic_scored(out, 2000 * scale, copy_every=20, shard_rows=1000, max_bits=12)
         marker = find_near_copies(str(out), ROWS_PER_PARTITION, progress=lambda _: None)
-        assert marker["pairs"] == made["copies"] == 50 * scale
+        assert marker["edges"] >= made["copies"] == 50 * scale  # a pair from each shared table
         assert marker["table_rows"] == 2000 * scale * TABLES
         result = select(out, "duplicate >= 16")
         assert result["clips"]["reject_reasons"] == {"duplicate": made["copies"]}
         found[scale] = marker
     assert found[4]["partitions"] == 4 * found[1]["partitions"]
-    held = found[4]["largest_partition_rows"] / found[1]["largest_partition_rows"]
-    assert held < 1.25, found  # a single partition would hold 4x as much
-    assert found[4]["largest_partition_mb"] < 1.25 * found[1]["largest_partition_mb"]
+    held = found[4]["largest_bucket_rows"] / found[1]["largest_bucket_rows"]
+    assert held < 1.25, found  # a single bucket would hold 4x as much
+    assert found[4]["largest_bucket_mb"] < 1.25 * found[1]["largest_bucket_mb"]
 
 
 def test_select_rethresholds_from_the_stored_pairs_and_refuses_stale_ones(ray_cluster, tmp_path):
@@ -62,3 +63,27 @@ def test_select_rethresholds_from_the_stored_pairs_and_refuses_stale_ones(ray_cl
     assert select(out, "duplicate >= 16")["clips"]["reject_reasons"] == {
         "duplicate": made["copies"] + late["copies"]
     }
+
+
+def test_the_ray_search_and_the_in_process_one_store_the_same_pairs(ray_cluster, tmp_path):
+    def pairs(out) -> set:
+        edges = pads.dataset(out / SCORED / NEAR_COPIES, format="parquet").to_table()
+        rows = zip(*(edges.column(c).to_pylist() for c in EDGE_SCHEMA.names), strict=True)
+        return {(*row[:4],): row[4] for row in rows}
+
+    out = tmp_path / "scored"
+    synthetic_scored(out, 1500, copy_every=10, shard_rows=500, max_bits=12)
+    assert find_near_copies(str(out), ROWS_PER_PARTITION, progress=lambda _: None)["partitions"] > 1
+    spread = pairs(out)
+    assert find_near_copies(str(out), progress=lambda _: None)["partitions"] == 1
+    assert pairs(out) == spread and len(spread) >= 75
+
+
+def test_a_marker_cut_short_reads_as_stale(ray_cluster, tmp_path):
+    out = tmp_path / "scored"
+    synthetic_scored(out, 300, shard_rows=300)
+    find_near_copies(str(out), progress=lambda _: None)
+    marker = out / SCORED / NEAR_COPIES / "_done.json"
+    marker.write_text(marker.read_text()[:40])  # a killed run's half-written marker
+    with pytest.raises(FileNotFoundError, match="genie curate score"):
+        select(out, "duplicate >= 16")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from pipelines.curation.filters.duplicate import table_bits
 from pipelines.curation.near_copies import edges_of_partition, table_rows
 
 
@@ -40,3 +41,21 @@ def test_a_clip_without_a_hash_takes_no_part():
     table = clip_rows(hashes, np.full(3, 90.0))
     table = table.set_column(0, "phash", pa.array([hashes[0].tobytes(), None, None], pa.binary(32)))
     assert len(edges_of_partition(table_rows(table, 0, 1))) == 0
+
+
+def test_a_key_crowded_in_one_table_does_not_hide_a_pair_other_tables_find():
+    """16 unrelated clips share one table's key with a clip and its copy and sit between them
+    in keeping order: that table's lookback never reaches the copy; the other tables do."""
+    rng = np.random.default_rng(1)
+    crowded = table_bits()[0]
+    original = rng.integers(0, 256, 32, dtype=np.uint8)
+    crowd = rng.integers(0, 256, (16, 32), dtype=np.uint8)
+    crowd_bits = np.unpackbits(crowd, axis=1)
+    crowd_bits[:, crowded] = np.unpackbits(original)[crowded]
+    copy_bits = np.unpackbits(original)
+    outside = np.setdiff1d(np.arange(256), crowded)
+    copy_bits[rng.choice(outside, 4, replace=False)] ^= 1
+    hashes = np.concatenate([[original], np.packbits(crowd_bits, axis=1), [np.packbits(copy_bits)]])
+    edges = edges_of_partition(table_rows(clip_rows(hashes, np.full(18, 90.0)), 0, 1)).to_pydict()
+    pairs = set(zip(edges["later_row"], edges["earlier_row"], edges["bits"], strict=True))
+    assert (17, 0, 4) in pairs
