@@ -197,7 +197,7 @@ def find_near_copies(
         store.fs.delete_file(f"{folder}/{MARKER}")  # first: half-rebuilt pairs are never current
     store.fs.delete_dir_contents(folder, missing_dir_ok=True)
     store.fs.create_dir(folder, recursive=True)
-    rows_by_shard = [pq.read_metadata(path, filesystem=store.fs).num_rows for path in shards]
+    rows_by_shard = rows_of_shards(store.fs, shards)
     partitions = max(1, math.ceil(sum(rows_by_shard) * TABLES / rows_per_partition))
     stats = pa.table({"rows": pa.array([], pa.int64())})
     if partitions == 1 and shards:  # it all fits one task: this process, no dataset to start
@@ -264,33 +264,37 @@ def near_copies_marker(out: str) -> dict[str, Any] | None:
         return None
 
 
-def is_current(out: str, shards: list[str]) -> bool:
-    """Whether the stored pairs were made by these settings over exactly the committed shards
-    `shards` (paths), each with the rows it has now."""
-    marker = near_copies_marker(out)
+def rows_of_shards(fs: pafs.FileSystem, shards: list[str]) -> list[int]:
+    """Rows of each scored shard file, from its Parquet footer."""
+    return [pq.read_metadata(path, filesystem=fs).num_rows for path in shards]
+
+
+def is_current(marker: dict[str, Any] | None, shards: list[str], rows: list[int]) -> bool:
+    """Whether the pairs a `marker` describes were made by these settings over exactly the
+    committed shards `shards` (paths, in commit order), each with `rows` rows now."""
     if marker is None or any(marker.get(k) != v for k, v in search_settings().items()):
         return False
-    fs, _ = filesystem(out)
     names = [path.rsplit("/", 1)[1] for path in shards]
-    rows = [pq.read_metadata(path, filesystem=fs).num_rows for path in shards]
-    return marker["shards"] == names and marker.get("shard_rows") == rows
+    return marker["shards"] == names and marker.get("shard_rows") == list(rows)
 
 
-def nearest_earlier(out: str, passing: dict[str, np.ndarray], rows: dict[str, int]) -> dict:
+def nearest_earlier(
+    out: str, passing: dict[str, np.ndarray], rows: dict[str, int]
+) -> tuple[dict[str, np.ndarray], int]:
     """Per shard path, the distance of each file row to its nearest near copy ranked before it
-    among the `passing` rows (row indices per shard path); NO_NEIGHBOUR where none.
+    among the `passing` rows (row indices per shard path; NO_NEIGHBOUR where none), and the
+    number of stored pairs read.
 
     `rows` gives each shard's row count. Memory: one byte and one float per scored row, plus one
     edge file at a time."""
     marker = near_copies_marker(out)
-    names = {path.rsplit("/", 1)[1]: path for path in passing}
-    if not is_current(out, sorted(passing)):
+    paths = sorted(passing)
+    if not is_current(marker, paths, [rows[path] for path in paths]):
         raise FileNotFoundError(
             f"select: the near copies of {out} are missing or older than its scored shards: run "
             f"`genie curate score --out {out}` with the same --source again (nothing is decoded "
             f"again) or leave out the duplicate condition"
         )
-    paths = [names[name] for name in marker["shards"]]
     offsets = np.concatenate([[0], np.cumsum([rows[path] for path in paths])]).astype(np.int64)
     ok = np.zeros(offsets[-1], bool)
     for path, start in zip(paths, offsets, strict=False):
@@ -302,16 +306,17 @@ def nearest_earlier(out: str, passing: dict[str, np.ndarray], rows: dict[str, in
         if not info.base_name.startswith("part-"):
             continue
         edges = pq.read_table(info.path, filesystem=fs)
-        later = offsets[_numbers(edges, "later_shard").astype(np.int64)] + _numbers(
-            edges, "later_row"
-        ).astype(np.int64)
-        earlier = offsets[_numbers(edges, "earlier_shard").astype(np.int64)] + _numbers(
-            edges, "earlier_row"
-        ).astype(np.int64)
+        later = offsets[_indices(edges, "later_shard")] + _indices(edges, "later_row")
+        earlier = offsets[_indices(edges, "earlier_shard")] + _indices(edges, "earlier_row")
         both = ok[later] & ok[earlier]
         np.minimum.at(distance, later[both], _numbers(edges, "bits")[both])
-    return {path: distance[start : start + rows[path]] for path, start in zip(paths, offsets,
-                                                                               strict=False)}  # fmt: skip
+    by_shard = {path: distance[start : start + rows[path]] for path, start in zip(paths, offsets,
+                                                                                   strict=False)}  # fmt: skip
+    return by_shard, marker["edges"]
+
+
+def _indices(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy().astype(np.int64)
 
 
 def _numbers(table: pa.Table, name: str) -> np.ndarray:

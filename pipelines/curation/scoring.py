@@ -47,7 +47,12 @@ from pipelines.curation.decode import (
 )
 from pipelines.curation.filters import score_clip
 from pipelines.curation.filters.too_short import TooShortFilter
-from pipelines.curation.near_copies import find_near_copies, is_current
+from pipelines.curation.near_copies import (
+    find_near_copies,
+    is_current,
+    near_copies_marker,
+    rows_of_shards,
+)
 from pipelines.curation.sources import Entry, NotARegularFile, iter_entries, local_copy
 from pipelines.curation.store import SCORED, SPEC, STAGING, ScoredStore, check_spec, write_output
 from pipelines.schemas import FEATURES, PIXEL_SCORES, SCORED_SCHEMA, SOURCE_STATUS
@@ -369,7 +374,8 @@ def score(
             f"({report.entries} entries, {report.clips} clips this run, "
             f"{report.clips / max(elapsed, 1e-9):.2f} clips/s)"
         )
-    if not is_current(out, store.committed_files()):
+    shards = store.committed_files()
+    if not is_current(near_copies_marker(out), shards, rows_of_shards(store.fs, shards)):
         report.near_copies = find_near_copies(out, progress=progress)
     report.seconds = time.monotonic() - started
     if report.entries_done_before:

@@ -40,7 +40,7 @@ from pipelines.curation.funnel import (
     source_funnel,
     verdict,
 )
-from pipelines.curation.near_copies import near_copies_marker, nearest_earlier
+from pipelines.curation.near_copies import nearest_earlier
 from pipelines.curation.store import DONE, SCORED, SPEC, ScoredStore, read_output, read_scored
 from pipelines.schemas import (
     CLIPS_SCHEMA,
@@ -193,8 +193,8 @@ class Selector:
             return [None] * len(firsts)
         passing = {path: first[0] for path, first in zip(self.shards, firsts, strict=True)}
         rows = {path: first[2] for path, first in zip(self.shards, firsts, strict=True)}
-        distances = nearest_earlier(self.out, passing, rows)
-        progress(f"[select] near copies: {near_copies_marker(self.out)['edges']} stored pairs")
+        distances, stored = nearest_earlier(self.out, passing, rows)
+        progress(f"[select] near copies: {stored} stored pairs")
         return [distances[path] for path in self.shards]
 
     def _second_pass(self, path: str, distances: np.ndarray | None, stride: int) -> ShardOutcome:
