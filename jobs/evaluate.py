@@ -10,6 +10,8 @@ Metrics (stable names, so the MLflow UI compares runs directly):
                                        the paper's ΔtPSNR: frame t generated with the actions
                                        the LAM infers from the truth vs with random actions
   generation_psnr, generation_ssim     generated (inferred actions) vs true frames, all t
+  generation_psnr_still                the floor generation_psnr has to beat: the prompt frame,
+                                       through the tokenizer, held still for every t
   fvd                                  Kinetics-400 I3D features of true vs generated windows
   motion_true_action<k>_dx/_dy, motion_generated_action<k>_dx/_dy, motion_agreement
                                        camera motion (pixels a frame, phase correlation) of the
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         results["psnr_random_t4"] = float(metrics.psnr(with_random[:, 3], truth[:, 3]).mean())
         results["generation_psnr"] = float(metrics.psnr(with_inferred[:, 1:], truth[:, 1:]).mean())
         results["generation_ssim"] = float(metrics.ssim(with_inferred[:, 1:], truth[:, 1:]).mean())
+        still = reconstruction[:, :1].expand_as(truth[:, 1:])  # the tokenizer is causal in time
+        results["generation_psnr_still"] = float(metrics.psnr(still, truth[:, 1:]).mean())
         delta_by_t = {
             t: metrics.delta_psnr(truth, with_inferred, with_random, t=t)
             for t in range(2, args.frames + 1)

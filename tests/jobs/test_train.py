@@ -110,8 +110,8 @@ def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
     experiment = client.get_experiment_by_name("genie-eval")
     (evaluation,) = client.search_runs([experiment.experiment_id])
     logged = evaluation.data.metrics
-    for metric in ("tokenizer_psnr", "tokenizer_ssim", "delta_psnr_t4", "generation_psnr", "fvd",
-                   "motion_generated_action0_dx"):  # fmt: skip
+    for metric in ("tokenizer_psnr", "tokenizer_ssim", "delta_psnr_t4", "generation_psnr",
+                   "generation_psnr_still", "fvd", "motion_generated_action0_dx"):  # fmt: skip
         assert metric in logged, metric
     assert logged["fvd"] >= 0 and 0 < logged["tokenizer_psnr"] < 100
     assert evaluation.data.tags["upstream.dynamics_run"] == dynamics["run_id"]
