@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 
 from jobs.benchmarks.curate_profile import print_profile, profile_operators
+from jobs.benchmarks.process_tree import ProcessTree
 from jobs.common.parsers import command_parser
 from pipelines.curation.decode import DecodeSpec, resize_frame
 from pipelines.video import write_video
@@ -183,50 +183,6 @@ def bare_loop(paths: list[Path], spec: DecodeSpec) -> dict[str, float]:
             "clips_per_s_per_core": clips / seconds, "clips_per_cpu_s": clips / cpu_s}  # fmt: skip
 
 
-class TreeCpu:
-    """CPU time of this process and every process under it (a local Ray: GCS, raylet, workers)
-    while the block runs: the whole cost of the pipeline, whatever else the machine runs.
-
-    The tree is sampled every `interval` s and each process's last reading kept, so a worker
-    that exits mid-run (Ray ends idle workers past its soft limit) still counts, up to its
-    last sample; reading the tree only at the start and the end missed those workers."""
-
-    def __init__(self, interval: float = 0.2):
-        self.interval, self.seconds = interval, 0.0
-        self._first: dict[int, float] = {}
-        self._last: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _read(self) -> dict[int, float]:
-        import psutil
-
-        found = {}
-        for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-            try:
-                times = process.cpu_times()
-                found[process.pid] = times.user + times.system
-            except psutil.NoSuchProcess:
-                continue
-        return found
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._last.update(self._read())
-
-    def __enter__(self) -> TreeCpu:
-        self._first = self._read()
-        self._last = dict(self._first)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._last.update(self._read())
-        self.seconds = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in self._last.items())
-
-
 def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[str, float]:
     """`genie curate score` over the same files on a fresh local Ray with `cpus` cores."""
     import pyarrow.dataset as pads
@@ -249,10 +205,10 @@ def pipeline(paths: list[Path], spec: DecodeSpec, out: Path, cpus: int) -> dict[
     try:  # a running cluster has its workers up and modules imported: so does this one
         score(manifest("warmup", warmups), str(out.parent / "warmup-out"), spec, progress=print)
         startup_s = time.perf_counter() - started
-        with TreeCpu() as cpu:
+        with ProcessTree() as cpu:
             report = score(manifest(out.name, paths), str(out), spec, wave_sources=len(paths),
                            progress=print)  # fmt: skip
-        cpu_s = cpu.seconds
+        cpu_s = cpu.cpu_seconds
     finally:
         ray.shutdown()
     rows = pads.dataset(str(out / "scored"), format="parquet").to_table(

@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from fractions import Fraction
@@ -28,6 +27,7 @@ from typing import Any
 import av
 
 from jobs.benchmarks.curate import gameplay_frames
+from jobs.benchmarks.process_tree import ProcessTree
 from jobs.common.parsers import command_parser
 from pipelines.video import write_video
 
@@ -133,32 +133,6 @@ def tree(folder: Path) -> dict[str, tuple]:
     return found
 
 
-def _peak_tree_mb(pid: int, stop: threading.Event, peak: dict[str, Any]) -> None:
-    """Sample the memory of process `pid` and all its descendants until `stop`: the sum of
-    their proportional set sizes (PSS: a page shared by n processes counts 1/n in each, so
-    shared libraries are not counted once per process as RSS would)."""
-    import psutil
-
-    root = psutil.Process(pid)
-    while not stop.is_set():
-        sizes, rss = {}, 0.0
-        try:
-            processes = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for process in processes:
-            try:
-                memory = process.memory_full_info()
-                sizes[f"{process.pid} {process.name()}"] = memory.pss / 2**20
-                rss += memory.rss / 2**20
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        peak["rss_mb"] = max(peak["rss_mb"], rss)
-        if sum(sizes.values()) > peak["mb"]:
-            peak["mb"], peak["processes"] = sum(sizes.values()), sizes
-        time.sleep(0.1)
-
-
 def run_hostile(workdir: Path, cpus: int, extra: list[str]) -> dict[str, Any]:
     """Build the folder under `workdir`, curate it in a child process with its own Ray, and
     return the figures and checks."""
@@ -178,12 +152,8 @@ def run_hostile(workdir: Path, cpus: int, extra: list[str]) -> dict[str, Any]:
             f"mlflow_uri={NO_MLFLOW}", "decode.time_budget_s=2", *extra]  # fmt: skip
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak, stop = {"mb": 0.0, "rss_mb": 0.0, "processes": {}}, threading.Event()
-    sampler = threading.Thread(target=_peak_tree_mb, args=(process.pid, stop, peak))
-    sampler.start()
-    output = process.communicate(timeout=1800)[0].decode(errors="replace")
-    stop.set()
-    sampler.join()
+    with ProcessTree(process.pid, interval=0.1, memory=True) as usage:
+        output = process.communicate(timeout=1800)[0].decode(errors="replace")
     seconds = time.monotonic() - started
     summary = json.loads((out / "summary.json").read_text()) if process.returncode == 0 else {}
     after = tree(base)
@@ -195,9 +165,9 @@ def run_hostile(workdir: Path, cpus: int, extra: list[str]) -> dict[str, Any]:
     return {
         "returncode": process.returncode,
         "seconds": round(seconds, 1),
-        "peak_pss_mb": round(peak["mb"], 1),
-        "peak_rss_sum_mb": round(peak["rss_mb"], 1),  # counts shared pages once per process
-        "peak_by_process_mb": {k: round(v) for k, v in sorted(peak["processes"].items())},
+        "peak_pss_mb": round(usage.peak_pss_mb, 1),
+        "peak_rss_sum_mb": round(usage.peak_rss_sum_mb, 1),
+        "peak_by_process_mb": {k: round(v) for k, v in sorted(usage.peak_by_process_mb.items())},
         "peak_limit_mb": PEAK_LIMIT_MB,
         "entries": len(expected),
         "sources": summary.get("sources"),
