@@ -199,6 +199,9 @@ def score_batch(batch: pa.Table, spec: DecodeSpec) -> Iterator[pa.Table]:
             yield pa.Table.from_pylist([row], schema=SCORED_SCHEMA)
 
 
+NEAR_COPY_LISTS = ("tables", "shards", "shard_rows")  # in the marker, too long for a report
+
+
 @dataclass
 class ScoreReport:
     """What one `score` invocation did (a resumed run counts only its own work)."""
@@ -224,7 +227,10 @@ class ScoreReport:
             "clips_per_s": round(per_s, 3),
             "clips_per_s_per_core": round(per_s / self.cpus, 3) if self.cpus else 0.0,
             "source_status": dict(self.status_counts),
-            "near_copies": self.near_copies,
+            # the search's figures; its table bits and shard list are in its marker, not in logs
+            "near_copies": self.near_copies
+            and {k: v for k, v in self.near_copies.items() if k not in NEAR_COPY_LISTS}
+            | {"shards": len(self.near_copies["shards"])},
         }
 
 

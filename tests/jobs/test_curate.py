@@ -175,6 +175,10 @@ def test_summary_reports_and_mlflow_run(curated, mlflow_uri):
     assert (footage["cuts"], footage["shots_shorter_than_a_clip"]) == (1, 2)  # + short.mp4
     assert footage["lost_to_cuts_s"] == 0.5  # cut.mp4: 1 s shot lost, 0.5 s tail recovered
     assert summary["throughput"]["score"]["clips_per_s_per_core"] > 0
+    # the near-copy search's figures, not its 768 bit positions, in the report and its log line
+    near_copies = json.loads((curated / "score.json").read_text())["near_copies"]
+    assert near_copies["shards"] >= 1 and near_copies["table_rows"] > 0
+    assert "tables" not in near_copies and "shard_rows" not in near_copies
     assert summary["code_version"]["package"] == "0.1.0"
     assert summary["config"]["decode"]["clip_frames"] == 20
     for name in ("histograms.png", "funnel.png", "contact_sheet.png"):
