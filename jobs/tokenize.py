@@ -74,13 +74,21 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import pyarrow.dataset as pads
     import ray
     import ray.data
+    from mlflow.exceptions import MlflowException
 
-    from jobs.common.tracking import model_uri
+    from jobs.common.tracking import model_info, model_uri
+    from models.checkpoint import check_frames
     from pipelines.tokenize import ClipTokenizer
     from pipelines.training_data import read_kept
 
-    tokenizer_run, tokenizer_weights = model_uri(args.tokenizer, args.mlflow_uri)
-    lam_run, lam_weights = model_uri(args.lam, args.mlflow_uri)
+    try:  # before any work: two models that exist and read the same frames
+        tokenizer_run, tokenizer_weights = model_uri(args.tokenizer, args.mlflow_uri)
+        lam_run, lam_weights = model_uri(args.lam, args.mlflow_uri)
+        check_frames(model_info(tokenizer_weights), model_info(lam_weights),
+                     (f"--tokenizer {args.tokenizer} (run {tokenizer_run})",
+                      f"--lam {args.lam} (run {lam_run})"))  # fmt: skip
+    except (ValueError, MlflowException) as error:
+        parser.error(str(error))
     print(f"tokenizer run {tokenizer_run}, LAM run {lam_run}", flush=True)
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")

@@ -167,6 +167,26 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
     return model.eval()
 
 
+def check_frames(tokenizer: dict[str, Any], lam: dict[str, Any], names: tuple[str, str]) -> None:
+    """Refuse a tokenizer and a LAM (their `read_info`) that are not one, or that read frames of
+    different sizes: token shards pair a clip's tokens with the LAM's actions on the same frames."""
+    for info, stage, name in ((tokenizer, "tokenizer", names[0]), (lam, "lam", names[1])):
+        if info["stage"] != stage:
+            raise CheckpointMismatch(f"{name} is a {info['stage']} model, not a {stage}")
+
+    def frames(info: dict[str, Any]) -> str:
+        config = info.get("config") or dataclasses.asdict(
+            stage_config(info["stage"], info["preset"])
+        )
+        return f"{config['frame_height']}x{config['frame_width']}x{config['channels']}"
+
+    if frames(tokenizer) != frames(lam):
+        raise CheckpointMismatch(
+            f"tokenizer {names[0]} reads {frames(tokenizer)} frames (HxWxC), LAM {names[1]} "
+            f"{frames(lam)}: train both on the same clips"
+        )
+
+
 def check_pair(tokenizer: dict[str, Any], dynamics: dict[str, Any], names: tuple[str, str]) -> None:
     """Refuse a tokenizer and a dynamics model (their `read_info`) that do not fit together:
     the dynamics model must predict the tokenizer's codes on the tokenizer's grid."""

@@ -270,6 +270,17 @@ def model_uri(reference: str, uri: str | None = None) -> tuple[str, str]:
     return run_id, local
 
 
+def model_info(weights: str) -> dict[str, Any]:
+    """`models.checkpoint.read_info` of the weights `model_uri` names, without copying them: an
+    exported folder (local or on an object store; only its model.json is read) or a model.pt."""
+    from models.checkpoint import MODEL_INFO, read_info
+    from pipelines import storage
+
+    if weights.endswith(".pt"):
+        return read_info(weights)
+    return storage.read_json(storage.join(weights, MODEL_INFO))
+
+
 def resolve_model(reference: str, uri: str | None = None) -> tuple[str, str]:
     """`genie-tokenizer@latest-tiny` (registered model and alias) or a run id -> (run id, local
     path of its weights, for `models.checkpoint.load_trained`)."""

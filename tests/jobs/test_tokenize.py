@@ -42,3 +42,45 @@ def test_a_finished_output_on_s3_is_not_redone(s3_server, tmp_path, capsys):
     clips.mkdir()
     assert main(["--clips", str(clips), "--out", out]) == 0
     assert f"{out} is complete already ({out}/_SUCCESS)" in capsys.readouterr().out
+
+
+def logged_model(mlflow_uri: str, folder, stage: str, **config_changes) -> str:
+    """An MLflow run whose exported model is `folder`, holding only the model.json a trained
+    `stage` model of the `tiny` preset would have (with `config_changes`)."""
+    import dataclasses
+    import json
+
+    import mlflow
+
+    from jobs.common.tracking import MODEL_URI_TAG
+    from models.checkpoint import MODEL_INFO, stage_config
+
+    config = dataclasses.asdict(stage_config(stage, "tiny")) | config_changes
+    folder.mkdir()
+    (folder / MODEL_INFO).write_text(
+        json.dumps({"stage": stage, "preset": "tiny", "config": config})
+    )
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
+    experiment = client.get_experiment_by_name("tokenize-pairs")
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment("tokenize-pairs")
+    )
+    run = client.create_run(experiment_id, tags={MODEL_URI_TAG: str(folder)})
+    return run.info.run_id
+
+
+def test_models_that_do_not_pair_are_refused_before_any_work(mlflow_uri, tmp_path, capsys):
+    clips, out = tmp_path / "clips", tmp_path / "out"
+    clips.mkdir()
+    tokenizer = logged_model(mlflow_uri, tmp_path / "tok", "tokenizer")
+    wide_lam = logged_model(mlflow_uri, tmp_path / "lam", "lam", frame_width=320)
+    another_tokenizer = logged_model(mlflow_uri, tmp_path / "tok2", "tokenizer")
+    common = ["--clips", str(clips), "--out", str(out), "--mlflow-uri", mlflow_uri]
+
+    err = run([*common, "--tokenizer", tokenizer, "--lam", wide_lam], capsys)
+    assert f"reads 90x160x3 frames (HxWxC), LAM --lam {wide_lam} (run {wide_lam}) 90x320x3" in err
+    err = run([*common, "--tokenizer", tokenizer, "--lam", another_tokenizer], capsys)
+    assert f"--lam {another_tokenizer} (run {another_tokenizer}) is a tokenizer model" in err
+    err = run([*common, "--tokenizer", tokenizer, "--lam", "genie-lam@no-such-alias"], capsys)
+    assert "genie-lam" in err
+    assert not out.exists()
