@@ -168,8 +168,9 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> nn.Mod
 
 
 def check_frames(tokenizer: dict[str, Any], lam: dict[str, Any], names: tuple[str, str]) -> None:
-    """Refuse a tokenizer and a LAM (their `read_info`) that are not one, or that read frames of
-    different sizes: token shards pair a clip's tokens with the LAM's actions on the same frames."""
+    """Refuse a tokenizer and a LAM (their `read_info`, named by `names` in errors) that are not
+    one of each, or that read frames of different sizes: token shards pair a clip's tokens with
+    the LAM's actions on the same frames."""
     for info, stage, name in ((tokenizer, "tokenizer", names[0]), (lam, "lam", names[1])):
         if info["stage"] != stage:
             raise CheckpointMismatch(f"{name} is a {info['stage']} model, not a {stage}")
@@ -182,8 +183,8 @@ def check_frames(tokenizer: dict[str, Any], lam: dict[str, Any], names: tuple[st
 
     if frames(tokenizer) != frames(lam):
         raise CheckpointMismatch(
-            f"tokenizer {names[0]} reads {frames(tokenizer)} frames (HxWxC), LAM {names[1]} "
-            f"{frames(lam)}: train both on the same clips"
+            f"{names[0]} reads {frames(tokenizer)} frames (HxWxC), {names[1]} {frames(lam)}: "
+            "train both on the same clips"
         )
 
 

@@ -4,6 +4,8 @@ and on S3.)"""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from jobs.tokenize import main
@@ -78,9 +80,14 @@ def test_models_that_do_not_pair_are_refused_before_any_work(mlflow_uri, tmp_pat
     common = ["--clips", str(clips), "--out", str(out), "--mlflow-uri", mlflow_uri]
 
     err = run([*common, "--tokenizer", tokenizer, "--lam", wide_lam], capsys)
-    assert f"reads 90x160x3 frames (HxWxC), LAM --lam {wide_lam} (run {wide_lam}) 90x320x3" in err
+    assert (
+        f"--tokenizer {tokenizer} (run {tokenizer}) reads 90x160x3 frames (HxWxC), "
+        f"--lam {wide_lam} (run {wide_lam}) 90x320x3: train both on the same clips"
+    ) in err
     err = run([*common, "--tokenizer", tokenizer, "--lam", another_tokenizer], capsys)
     assert f"--lam {another_tokenizer} (run {another_tokenizer}) is a tokenizer model" in err
     err = run([*common, "--tokenizer", tokenizer, "--lam", "genie-lam@no-such-alias"], capsys)
     assert "genie-lam" in err
+    shutil.rmtree(tmp_path / "lam")  # the run's exported model deleted since
+    assert "model.json" in run([*common, "--tokenizer", tokenizer, "--lam", wide_lam], capsys)
     assert not out.exists()
