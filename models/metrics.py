@@ -10,8 +10,9 @@ to [0, 1] first, as they would be when displayed.
 - `fvd`: Fréchet distance between I3D features (`models.i3d.i3d_logits`) of two video sets.
 - `action_alignment`: how well latent action codes identify the true actions.
 - `camera_motion`, `motion_agreement`: whether rollouts holding a latent action move the world
-  the way the true frames that action labels move, in pixels, at any speed (phase correlation):
-  ΔtPSNR says whether actions matter, this says which way they move the world.
+  the way the true frames that action labels move, in pixels, at any speed (the shift that best
+  carries what changed): ΔtPSNR says whether actions matter, this says which way they move the
+  world.
 """
 
 from __future__ import annotations
@@ -200,15 +201,25 @@ def action_alignment(
     )
 
 
-def camera_motion(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """How far the camera moved between frames, by phase correlation: (..., C, H, W) pairs ->
-    (..., 2) float64 (dx, dy) in pixels, sub-pixel.
+def camera_motion(
+    before: torch.Tensor,
+    after: torch.Tensor,
+    max_shift: int = 16,
+    changed_above: float = 0.02,
+    near: int = 1,
+) -> torch.Tensor:
+    """How far the camera moved between frames: (..., C, H, W) pairs -> (..., 2) float64
+    (dx, dy) in pixels, sub-pixel.
 
     +dx is a camera moving right (the scene slides left on screen), +dy moving down, so a
-    side-scroller following its player right reads dx > 0. The whole frame is one rigid shift
-    here: a moving sprite on a still background reads ~0, a still frame or a featureless one 0.
-    Frames are compared in grey, mean removed, under a Hann window (the frame's edges are not a
-    motion). Shifts up to half the frame each way are found.
+    side-scroller following its player right reads dx > 0. The motion is the whole-pixel shift,
+    up to `max_shift` pixels each way (a faster move reads wrong), that best carries `before` onto
+    `after` over the pixels that changed (grey level by more than `changed_above`) and those
+    within `near` pixels of them, refined by a parabola through the squared errors beside it.
+    Only what changed is compared, so a backdrop that stays put while the level scrolls (CoinRun
+    draws one) does not pin the reading to 0, as it does phase correlation over the whole frame;
+    so too a sprite moving over a still scene reads as its own motion. A still or featureless
+    pair reads 0, as does one where under 0.1% of the pixels changed.
     """
     if before.shape != after.shape or before.ndim < 3:
         raise ValueError(
@@ -216,36 +227,55 @@ def camera_motion(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
             f"{tuple(after.shape)}"
         )
     height, width = before.shape[-2:]
+    grey_before = before.double().mean(dim=-3).reshape(-1, height, width)
+    grey_after = after.double().mean(dim=-3).reshape(-1, height, width)
+    changed = (grey_after - grey_before).abs() > changed_above
+    # and the pixels around them: a sub-pixel move of a smooth texture changes little at each
+    # pixel, and the edges alone would favour the shifts that match edges
+    changed = F.max_pool2d(changed[:, None].double(), 2 * near + 1, 1, near)[:, 0] > 0
+    r = max_shift
+    size = (height + r, width + r)  # zero padding: no shift within r wraps around
 
-    def prepared(frames: torch.Tensor) -> torch.Tensor:
-        grey = frames.double().mean(dim=-3)
-        grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
-        window = torch.outer(
-            torch.hann_window(height, periodic=False, dtype=torch.float64, device=frames.device),
-            torch.hann_window(width, periodic=False, dtype=torch.float64, device=frames.device),
+    def correlated(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """sum over p of x(p) y(p + (dy, dx)), for every dy, dx in [-r, r]: (N, 2r+1, 2r+1)."""
+        spectrum = torch.fft.rfft2(x, s=size).conj() * torch.fft.rfft2(y, s=size)
+        lags = torch.fft.irfft2(spectrum, s=size)
+        rows, cols = torch.arange(-r, r + 1) % size[0], torch.arange(-r, r + 1) % size[1]
+        return lags[:, rows][:, :, cols]
+
+    # Squared error of `after` against `before` moved, over the changed pixels `before` covers,
+    # for every shift at once: sum M (A - B)^2 = sum M A^2 - 2 sum M A B + sum M B^2.
+    mask, inside = changed.double(), torch.ones_like(grey_before)
+    compared = correlated(mask, inside)
+    squared = (
+        correlated(mask * grey_after**2, inside)
+        - 2 * correlated(mask * grey_after, grey_before)
+        + correlated(mask, grey_before**2)
+    )
+    errors = squared / compared.clamp_min(1)
+    # a shift that carries most of what changed out of the frame explains nothing
+    errors[compared < 0.5 * mask.sum(dim=(-2, -1))[:, None, None]] = float("inf")
+    best = errors.flatten(1).argmin(dim=1)
+    rows, cols = best // (2 * r + 1), best % (2 * r + 1)
+    pairs = torch.arange(len(errors))
+
+    def refined(index: torch.Tensor, take) -> torch.Tensor:
+        """Sub-pixel minimum by a parabola through it and its two neighbours, inside the range."""
+        inside = (index > 0) & (index < 2 * r)
+        low, centre, high = (
+            take(index.clamp(1, 2 * r - 1) - 1),
+            take(index),
+            take(index.clamp(1, 2 * r - 1) + 1),
         )
-        return torch.fft.rfft2(grey * window)
+        curvature = low - 2 * centre + high
+        offset = torch.where(inside & (curvature > 0), 0.5 * (low - high) / curvature, 0.0)
+        return index.double() - r + offset.clamp(-0.5, 0.5)
 
-    cross = prepared(after) * prepared(before).conj()
-    surface = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=(height, width))
-    flat = surface.flatten(-2)
-    peak = flat.argmax(dim=-1)
-    rows, cols = peak // width, peak % width
-
-    def refined(index: torch.Tensor, size: int, take) -> torch.Tensor:
-        """Sub-pixel peak by a parabola through the peak and its two neighbours (wrapping)."""
-        left, centre, right = take((index - 1) % size), take(index), take((index + 1) % size)
-        curvature = left - 2 * centre + right
-        offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
-        shift = index.double() + offset.clamp(-0.5, 0.5)
-        return torch.where(shift > size / 2, shift - size, shift)  # wrap to [-size/2, size/2]
-
-    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return flat.gather(-1, (r * width + c).unsqueeze(-1)).squeeze(-1)
-
-    content_dy = refined(rows, height, lambda r: at(r, cols))
-    content_dx = refined(cols, width, lambda c: at(rows, c))
-    return torch.stack([-content_dx, -content_dy], dim=-1)  # the camera moves against the scene
+    dy = refined(rows, lambda i: errors[pairs, i, cols])
+    dx = refined(cols, lambda j: errors[pairs, rows, j])
+    still = changed.sum(dim=(-2, -1)) < 0.001 * height * width
+    motion = torch.stack([dx, dy], dim=-1).masked_fill(still[:, None], 0.0)
+    return motion.reshape(*before.shape[:-3], 2)
 
 
 def motion_agreement(

@@ -254,6 +254,25 @@ def test_camera_motion_reads_the_pixels_the_camera_moved(dx, dy):
     assert motion.tolist() == pytest.approx([dx, dy], abs=0.1 if whole else 0.25)
 
 
+def level_over_backdrop(dx: int, dy: int) -> torch.Tensor:
+    """A (3, 90, 160) CoinRun-like view: textured blocks of a level seen from a camera at
+    (dx, dy) pixels, over a textured backdrop that stays put on screen."""
+    rng = np.random.default_rng(1)
+    blocks = np.kron(rng.random((20, 30)) < 0.1, np.ones((20, 20)))[..., None]  # 400 x 600
+    level = blocks * cv2.GaussianBlur(rng.random((400, 600, 3)), (0, 0), 2)
+    backdrop = 0.6 * cv2.GaussianBlur(rng.random((90, 160, 3)), (0, 0), 1)
+    x, y = 100 + dx, 100 + dy
+    view = level[y : y + 90, x : x + 160] + (1 - blocks[y : y + 90, x : x + 160]) * backdrop
+    return torch.from_numpy(view).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("dx, dy", [(0, 6), (-3, 10), (2, -4)])
+def test_camera_motion_follows_the_level_over_a_backdrop_that_stays_put(dx, dy):
+    start, moved = level_over_backdrop(0, 0), level_over_backdrop(dx, dy)
+    motion = camera_motion(start[None], moved[None])[0]
+    assert motion.tolist() == pytest.approx([dx, dy], abs=0.3)  # phase correlation: ~(0, 0)
+
+
 def test_camera_motion_of_still_and_featureless_frames_is_zero():
     flat = torch.full((2, 3, 90, 160), 0.4)
     assert camera_motion(flat, flat).abs().max() == 0
