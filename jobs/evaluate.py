@@ -14,8 +14,9 @@ Metrics (stable names, so the MLflow UI compares runs directly):
                                        through the tokenizer, held still for every t
   fvd                                  Kinetics-400 I3D features of true vs generated windows
   motion_true_action<k>_dx/_dy, motion_generated_action<k>_dx/_dy, motion_agreement
-                                       camera motion (pixels a frame, phase correlation) of the
-                                       true frames the LAM labels k and of rollouts holding k;
+                                       camera motion (pixels a frame, what changed moved by how
+                                       much) of the true frames the LAM labels k and of
+                                       rollouts holding k;
                                        the share of moving actions whose rollouts move their way
 Artifacts: comparison video (truth | reconstruction | inferred-action and random-action
 generations, mp4 and gif), ΔtPSNR-vs-t plot, one rollout per action from one prompt, the
