@@ -101,7 +101,7 @@ def demo_steps(data: Path, game: Game, videos: int, seed: int) -> list[DemoStep]
 
     def evaluate() -> list[str]:
         return job("evaluate", "--clips", clips, "--actions", raw / "manifest.parquet",
-                   "--out", data / "eval", "--samples", 8,
+                   "--out", data / "eval", "--samples", 32,
                    "--frames", 10, "--maskgit-steps", 12, "--temperature", 0.5,
                    *trained_models())  # fmt: skip
 
