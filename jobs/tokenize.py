@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_frames(model_info(tokenizer_weights), model_info(lam_weights),
                      (f"--tokenizer {args.tokenizer} (run {tokenizer_run})",
                       f"--lam {args.lam} (run {lam_run})"))  # fmt: skip
-    except (ValueError, OSError, MlflowException) as error:  # OSError: no model.json
+    except (ValueError, MlflowException) as error:
         parser.error(str(error))
     print(f"tokenizer run {tokenizer_run}, LAM run {lam_run}", flush=True)
     if not ray.is_initialized():

@@ -218,18 +218,25 @@ def camera_motion(
     within `near` pixels of them, refined by a parabola through the squared errors beside it.
     Only what changed is compared, so a backdrop that stays put while the level scrolls (CoinRun
     draws one) does not pin the reading to 0, as it does phase correlation over the whole frame;
-    so too a sprite moving over a still scene reads as its own motion. A still or featureless
-    pair reads 0, as does one where under 0.1% of the pixels changed.
+    so too a sprite moving over a still scene reads as the camera move that would make it (the
+    opposite of the sprite's). A pair reads 0 where under 0.1% of the pixels changed (still or
+    featureless), and where no shift explains the change much better than most (its squared error
+    not under half the median over shifts: a fade, a sprite appearing, a cut).
     """
     if before.shape != after.shape or before.ndim < 3:
         raise ValueError(
             f"frames must be (..., C, H, W) of one shape, got {tuple(before.shape)} and "
             f"{tuple(after.shape)}"
         )
+    if max_shift < 1:
+        raise ValueError(f"max_shift must be >= 1, got {max_shift}")
     height, width = before.shape[-2:]
     grey_before = before.double().mean(dim=-3).reshape(-1, height, width)
     grey_after = after.double().mean(dim=-3).reshape(-1, height, width)
+    if len(grey_before) == 0:
+        return torch.zeros(*before.shape[:-3], 2, dtype=torch.float64)
     changed = (grey_after - grey_before).abs() > changed_above
+    still = changed.sum(dim=(-2, -1)) < 0.001 * height * width
     # and the pixels around them: a sub-pixel move of a smooth texture changes little at each
     # pixel, and the edges alone would favour the shifts that match edges
     changed = F.max_pool2d(changed[:, None].double(), 2 * near + 1, 1, near)[:, 0] > 0
@@ -246,7 +253,7 @@ def camera_motion(
     # Squared error of `after` against `before` moved, over the changed pixels `before` covers,
     # for every shift at once: sum M (A - B)^2 = sum M A^2 - 2 sum M A B + sum M B^2.
     mask, inside = changed.double(), torch.ones_like(grey_before)
-    compared = correlated(mask, inside)
+    compared = correlated(mask, inside).round()  # pixel counts
     squared = (
         correlated(mask * grey_after**2, inside)
         - 2 * correlated(mask * grey_after, grey_before)
@@ -258,6 +265,10 @@ def camera_motion(
     best = errors.flatten(1).argmin(dim=1)
     rows, cols = best // (2 * r + 1), best % (2 * r + 1)
     pairs = torch.arange(len(errors))
+    # no motion explains the change when the best shift does little better than most shifts (a
+    # fade, a sprite appearing, a cut): every shift compares unrelated pixels alike
+    typical = errors.flatten(1).nan_to_num(posinf=float("nan")).nanmedian(dim=1).values
+    unexplained = ~(errors.flatten(1)[pairs, best] < 0.5 * typical)
 
     def refined(index: torch.Tensor, take) -> torch.Tensor:
         """Sub-pixel minimum by a parabola through it and its two neighbours, inside the range."""
@@ -268,13 +279,13 @@ def camera_motion(
             take(index.clamp(1, 2 * r - 1) + 1),
         )
         curvature = low - 2 * centre + high
-        offset = torch.where(inside & (curvature > 0), 0.5 * (low - high) / curvature, 0.0)
+        fitted = inside & low.isfinite() & high.isfinite() & (curvature > 0)
+        offset = torch.where(fitted, 0.5 * (low - high) / curvature, 0.0)
         return index.double() - r + offset.clamp(-0.5, 0.5)
 
     dy = refined(rows, lambda i: errors[pairs, i, cols])
     dx = refined(cols, lambda j: errors[pairs, rows, j])
-    still = changed.sum(dim=(-2, -1)) < 0.001 * height * width
-    motion = torch.stack([dx, dy], dim=-1).masked_fill(still[:, None], 0.0)
+    motion = torch.stack([dx, dy], dim=-1).masked_fill((still | unexplained)[:, None], 0.0)
     return motion.reshape(*before.shape[:-3], 2)
 
 

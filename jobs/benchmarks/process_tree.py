@@ -41,13 +41,13 @@ class ProcessTree:
         for process in processes:
             try:
                 times = process.cpu_times()
+                self._last[process.pid] = times.user + times.system
                 if self.memory:
                     memory = process.memory_full_info()
                     pss[f"{process.pid} {process.name()}"] = memory.pss / 2**20
                     rss += memory.rss / 2**20
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            self._last[process.pid] = times.user + times.system
         self.peak_rss_sum_mb = max(self.peak_rss_sum_mb, rss)
         if sum(pss.values()) > self.peak_pss_mb:
             self.peak_pss_mb, self.peak_by_process_mb = sum(pss.values()), pss

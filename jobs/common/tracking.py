@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import subprocess
 import tempfile
 import time
@@ -272,13 +273,20 @@ def model_uri(reference: str, uri: str | None = None) -> tuple[str, str]:
 
 def model_info(weights: str) -> dict[str, Any]:
     """`models.checkpoint.read_info` of the weights `model_uri` names, without copying them: an
-    exported folder (local or on an object store; only its model.json is read) or a model.pt."""
+    exported folder (local or on an object store; only its model.json is read) or a model.pt.
+    Raises ValueError, naming the weights, where they cannot be read."""
     from models.checkpoint import MODEL_INFO, read_info
     from pipelines import storage
 
-    if weights.endswith(".pt"):
-        return read_info(weights)
-    return storage.read_json(storage.join(weights, MODEL_INFO))
+    try:
+        if weights.endswith(".pt"):
+            return read_info(weights)
+        info = storage.read_json(storage.join(weights, MODEL_INFO))
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:  # OSError: no model.json
+        raise ValueError(f"cannot read the model at {weights}: {error}") from error
+    if not isinstance(info, dict) or not {"stage", "preset"} <= info.keys():
+        raise ValueError(f"{storage.join(weights, MODEL_INFO)} does not describe a model")
+    return info
 
 
 def resolve_model(reference: str, uri: str | None = None) -> tuple[str, str]:

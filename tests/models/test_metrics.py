@@ -273,6 +273,22 @@ def test_camera_motion_follows_the_level_over_a_backdrop_that_stays_put(dx, dy):
     assert motion.tolist() == pytest.approx([dx, dy], abs=0.3)  # phase correlation: ~(0, 0)
 
 
+def test_camera_motion_is_zero_where_no_move_explains_the_change():
+    scene = textured_view(0, 0)
+    corner = scene.clone()
+    corner[:, :8, :18] = torch.rand(3, 8, 18, generator=torch.Generator().manual_seed(0))
+    faded = 0.3 * scene
+    appeared = scene.clone()
+    appeared[:, 40:60, 70:90] = 1.0
+    before = torch.stack([scene, scene, scene])
+    after = torch.stack([corner, faded, appeared])  # a HUD corner redrawn, a fade, a sprite
+    motion = camera_motion(before, after)
+    assert motion.isfinite().all() and motion.abs().max() < 0.5, motion
+    assert camera_motion(before[:0], after[:0]).shape == (0, 2)
+    with pytest.raises(ValueError, match="max_shift"):
+        camera_motion(before, after, max_shift=0)
+
+
 def test_camera_motion_of_still_and_featureless_frames_is_zero():
     flat = torch.full((2, 3, 90, 160), 0.4)
     assert camera_motion(flat, flat).abs().max() == 0
