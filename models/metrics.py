@@ -272,14 +272,14 @@ def camera_motion(
 
     def refined(index: torch.Tensor, take) -> torch.Tensor:
         """Sub-pixel minimum by a parabola through it and its two neighbours, inside the range."""
-        inside = (index > 0) & (index < 2 * r)
+        interior = (index > 0) & (index < 2 * r)
         low, centre, high = (
             take(index.clamp(1, 2 * r - 1) - 1),
             take(index),
             take(index.clamp(1, 2 * r - 1) + 1),
         )
         curvature = low - 2 * centre + high
-        fitted = inside & low.isfinite() & high.isfinite() & (curvature > 0)
+        fitted = interior & low.isfinite() & high.isfinite() & (curvature > 0)
         offset = torch.where(fitted, 0.5 * (low - high) / curvature, 0.0)
         return index.double() - r + offset.clamp(-0.5, 0.5)
 
