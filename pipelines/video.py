@@ -25,6 +25,9 @@ CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
 }
 VFR_TIME_BASE = Fraction(1, 1000)
+# Without it the Matroska/WebM muxer writes a random segment UID and the wall-clock date, so the
+# same frames would give different bytes (and so different clip ids) on every run.
+BITEXACT = {"fflags": "+bitexact"}
 
 
 def write_video(
@@ -44,7 +47,7 @@ def write_video(
     codec, pix_fmt, defaults = CODECS[suffix]
     fmt = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm"}[suffix]
     count = 0
-    with av.open(target, mode="w", format=fmt) as out:
+    with av.open(target, mode="w", format=fmt, container_options=BITEXACT) as out:
         stream = None
         for frame in frames:
             if stream is None:
