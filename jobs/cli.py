@@ -28,6 +28,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("jobs.tokenize", "turn curated clips into token shards with latent actions"),
     "fetch-i3d": ("jobs.tools.fetch_i3d", "fetch and convert the Kinetics-400 I3D weights for FVD"),
     "eval": ("jobs.evaluate", "evaluate a trained world model (PSNR, SSIM, ΔtPSNR, FVD, NMI)"),
+    "probe-actions": (
+        "jobs.probe_actions",
+        "how much of the true actions the footage shows: a ceiling for the LAM's NMI",
+    ),
     "bench": ("jobs.bench", "benchmarks: curation, training loop, models, play (ratios)"),
     "play": ("jobs.play", "play a trained world in the browser (Ray Serve app + web page)"),
     "rollout": ("jobs.rollout", "roll a trained world out from an image and actions to an mp4"),

@@ -1,0 +1,96 @@
+"""The action probe: the LAM's encoder trained with the true actions reads the actions the
+frames show, and not ones they do not; the command refuses footage without action logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import probe_actions
+from jobs.evaluation.actions import lam_alignment
+from jobs.evaluation.probe import LabelledClips, train_probe
+from models.configs import get_preset
+from pipelines.video import encode_mp4
+
+FPS = 10
+MOVES = {0: 0, 1: -6, 2: 6}  # stay, left, right: pixels the sprite moves
+
+
+def sprite_game(seed: int, frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """A sprite over a plain scene moved by a random action each frame: (frames, actions)."""
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, 3, frames)
+    clip = np.zeros((frames, 90, 160, 3), np.uint8)
+    clip[:] = (60, 90, 160)
+    x = 70
+    for t in range(frames):
+        clip[t, 40:52, x : x + 10] = (255, 220, 0)
+        x = min(max(x + MOVES[int(actions[t])], 0), 150)
+    return clip, actions
+
+
+def write_game(tmp_path, clips: int, shuffle_actions: bool = False) -> str:
+    """Curated clips of `sprite_game`, each from its own source video with an action log
+    beside it (the videos themselves are never read); with `shuffle_actions` the logs hold
+    actions the frames do not show."""
+    rng = np.random.default_rng(99)
+    rows = []
+    for i in range(clips):
+        frames, actions = sprite_game(i)
+        if shuffle_actions:
+            actions = rng.integers(0, 3, len(actions))
+        log = {"time_s": np.arange(len(actions)) / FPS, "action": actions}
+        pq.write_table(pa.table(log), tmp_path / f"game{i}.actions.parquet")
+        rows.append(
+            {
+                "clip_id": f"clip{i:03d}",
+                "video": encode_mp4(frames, FPS),
+                "keep": True,
+                "source_uri": str(tmp_path / f"game{i}.mp4"),
+                "start_s": 0.0,
+            }
+        )
+    (tmp_path / "clips").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "clips" / "part-00000.parquet")
+    return str(tmp_path / "clips")
+
+
+def probe_nmi(clips: str) -> float:
+    data = LabelledClips.read(clips, {}, limit=64)
+    assert len(data.clips) == 38 and data.without_actions == 0  # 2 of 40 are held out
+    assert data.num_actions == 3
+    probe = train_probe(get_preset("tiny").lam, data, window=2, steps=150, progress=lambda _: None)
+    scores, details = lam_alignment(probe, clips, samples=16, frames=8)
+    assert "skipped" not in details
+    return scores["lam_nmi"]
+
+
+def test_the_probe_reads_the_actions_the_frames_show(tmp_path):
+    assert probe_nmi(write_game(tmp_path, 40)) > 0.6
+
+
+def test_the_probe_finds_nothing_in_actions_the_frames_do_not_show(tmp_path):
+    assert probe_nmi(write_game(tmp_path, 40, shuffle_actions=True)) < 0.15
+
+
+def test_the_command_refuses_clips_without_action_logs_before_training(tmp_path, capsys):
+    clips = write_game(tmp_path, 4)
+    for log in tmp_path.glob("*.actions.parquet"):
+        log.unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        probe_actions.main(["--clips", clips, "--steps", "5"])
+    assert exit_info.value.code == 2
+    out, error = capsys.readouterr()
+    assert "no training clip" in error and "--actions" in error
+    assert "loss" not in out  # refused before any training step
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--window", "1"), ("--steps", "0"), ("--model", "huge"), ("--samples", "-1")]
+)
+def test_the_command_names_a_bad_option(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        probe_actions.main(["--clips", str(tmp_path), flag, value])
+    assert flag in capsys.readouterr().err
