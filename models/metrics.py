@@ -243,21 +243,24 @@ def camera_motion(
     r = max_shift
     size = (height + r, width + r)  # zero padding: no shift within r wraps around
 
-    def correlated(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """sum over p of x(p) y(p + (dy, dx)), for every dy, dx in [-r, r]: (N, 2r+1, 2r+1)."""
-        spectrum = torch.fft.rfft2(x, s=size).conj() * torch.fft.rfft2(y, s=size)
-        lags = torch.fft.irfft2(spectrum, s=size)
+    def spectrum(x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft2(x, s=size)
+
+    def lags(product: torch.Tensor) -> torch.Tensor:
+        """From conj(X) Y, sum over p of x(p) y(p + (dy, dx)) for every dy, dx in [-r, r]:
+        (N, 2r+1, 2r+1). Sums of such products give sums of correlations (the FFT is linear)."""
         rows, cols = torch.arange(-r, r + 1) % size[0], torch.arange(-r, r + 1) % size[1]
-        return lags[:, rows][:, :, cols]
+        return torch.fft.irfft2(product, s=size)[:, rows][:, :, cols]
 
     # Squared error of `after` against `before` moved, over the changed pixels `before` covers,
     # for every shift at once: sum M (A - B)^2 = sum M A^2 - 2 sum M A B + sum M B^2.
-    mask, inside = changed.double(), torch.ones_like(grey_before)
-    compared = correlated(mask, inside).round()  # pixel counts
-    squared = (
-        correlated(mask * grey_after**2, inside)
-        - 2 * correlated(mask * grey_after, grey_before)
-        + correlated(mask, grey_before**2)
+    mask = changed.double()
+    of_mask, of_ones = spectrum(mask).conj(), spectrum(torch.ones_like(grey_before))
+    compared = lags(of_mask * of_ones).round()  # pixel counts
+    squared = lags(
+        spectrum(mask * grey_after**2).conj() * of_ones
+        - 2 * spectrum(mask * grey_after).conj() * spectrum(grey_before)
+        + of_mask * spectrum(grey_before**2)
     )
     errors = squared / compared.clamp_min(1)
     # a shift that carries most of what changed out of the frame explains nothing
