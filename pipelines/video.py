@@ -1,7 +1,8 @@
 """The one place that writes and reads video with PyAV.
 
-Frames are RGB uint8 arrays shaped (H, W, 3). Encoders run single-threaded so the same
-frames give the same bytes on every run (clip ids and dataset hashes depend on it).
+Frames are RGB uint8 arrays shaped (H, W, 3). The same frames give the same bytes on every run
+(clip ids and dataset hashes depend on it): encoders run single-threaded, libx264 without
+macroblock-tree rate control, and containers are written bit-exact.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+# Without macroblock-tree rate control: with it, the libx264 in PyAV's wheels gives different
+# bytes for the same frames from one run to the next (seen on small frames, e.g. 64x36).
+X264_REPRODUCIBLE = {"x264-params": "mbtree=0"}
 # container suffix -> (codec, pixel format, codec options)
 CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
-    ".mp4": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20"}),
-    ".mkv": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20"}),
+    ".mp4": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20", **X264_REPRODUCIBLE}),
+    ".mkv": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20", **X264_REPRODUCIBLE}),
     ".webm": (
         "libvpx",
         "yuv420p",
