@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.common.config import ConfigError, plain_name
-from jobs.common.parsers import command_parser
+from jobs.common.parsers import add_scored_clips, command_parser, resolve_scored_clips
 
 EPILOG = """\
 examples:
@@ -47,14 +47,7 @@ examples:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = command_parser(prog, __doc__, EPILOG)
-    parser.add_argument("--clips", required=True, help="curated clips (Parquet folder)")
-    parser.add_argument(
-        "--actions",
-        default=None,
-        help="the source manifest the clips were curated from: where its `actions_uri` column "
-        "names a video's action log, that log gives the true actions (default, and for videos "
-        "it leaves out: <stem>.actions.parquet beside each video)",
-    )
+    add_scored_clips(parser)
     for stage in ("tokenizer", "lam", "dynamics"):
         parser.add_argument(
             f"--{stage}",
@@ -109,15 +102,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from models.i3d import WEIGHTS_ENV, weights_path
     from pipelines import storage
 
-    try:  # relative paths mean the folder the job was submitted from (pipelines/storage.py)
-        args.clips = storage.resolve(args.clips, "--clips")
-        args.out = args.out and storage.resolve(args.out, "--out")
-        args.actions = args.actions and storage.resolve(args.actions, "--actions")
-    except storage.StoragePathError as error:
-        parser.error(str(error))
-    for flag, path in (("--clips", args.clips), ("--actions", args.actions)):
-        if path and not storage.exists(path):
-            parser.error(f"{flag} {path} does not exist")
+    resolve_scored_clips(parser, args)
     if args.frames >= 9 and not weights_path().is_file():  # FVD is never dropped silently
         parser.error(
             f"FVD needs the I3D weights, not found at {weights_path()} (${WEIGHTS_ENV}): run "

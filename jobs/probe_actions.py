@@ -22,7 +22,7 @@ import json
 import sys
 import time
 
-from jobs.common.parsers import command_parser
+from jobs.common.parsers import add_scored_clips, command_parser, resolve_scored_clips
 
 EPILOG = """\
 examples:
@@ -33,14 +33,7 @@ examples:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = command_parser(prog, __doc__, EPILOG)
-    parser.add_argument("--clips", required=True, help="curated clips (Parquet folder)")
-    parser.add_argument(
-        "--actions",
-        default=None,
-        help="the source manifest the clips were curated from; its `actions_uri` column names "
-        "each video's action log (default, and for videos it leaves out: "
-        "<stem>.actions.parquet beside each video)",
-    )
+    add_scored_clips(parser)
     parser.add_argument(
         "--model", default="small", help="model preset whose LAM encoder is trained (default small)"
     )
@@ -95,15 +88,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         config = get_preset(args.model).lam
     except ValueError as error:
         parser.error(f"--model: {error}")
-    try:
-        args.clips = storage.resolve(args.clips, "--clips")
-        args.out = args.out and storage.resolve(args.out, "--out")
-        args.actions = args.actions and storage.resolve(args.actions, "--actions")
-    except storage.StoragePathError as error:
-        parser.error(str(error))
-    for flag, path in (("--clips", args.clips), ("--actions", args.actions)):
-        if path and not storage.exists(path):
-            parser.error(f"{flag} {path} does not exist")
+    resolve_scored_clips(parser, args)
 
     from jobs.common.tracking import Tracker, tracking_uri
     from jobs.evaluation.actions import lam_alignment
