@@ -30,7 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("jobs.evaluate", "evaluate a trained world model (PSNR, SSIM, ΔtPSNR, FVD, NMI)"),
     "probe-actions": (
         "jobs.probe_actions",
-        "how much of the true actions the footage shows: a ceiling for the LAM's NMI",
+        "how much of the true actions the footage shows: a reference for the LAM's NMI",
     ),
     "bench": ("jobs.bench", "benchmarks: curation, training loop, models, play (ratios)"),
     "play": ("jobs.play", "play a trained world in the browser (Ray Serve app + web page)"),

@@ -1,4 +1,4 @@
-"""How much of the game's true actions your footage shows: a ceiling for the LAM's NMI.
+"""How much of the game's true actions your footage shows: a reference for the LAM's NMI.
 
 Trains the LAM's encoder (the --model preset's LAM) WITH the true actions from the action logs,
 on the training clips, then scores it on the held-out windows `genie eval` scores the LAM on,
@@ -10,9 +10,14 @@ lam_nmi against this run's probe_nmi:
 
 Metrics (MLflow experiment genie-eval, run name --name; also printed, and in --out/probe.json):
   probe_nmi, probe_accuracy, probe_chance_accuracy   on the held-out transitions
-  probe_train_clips, probe_clips_without_actions     what it trained on, and what it left out
-Clips whose source video has no action log (in --actions, or beside the video) are left out and
-counted; the job refuses to start when no training or no held-out clip has one.
+  probe_heldout_windows                               held-out windows scored
+  probe_train_clips, probe_clips_without_actions, probe_clips_too_short
+                                                     what it trained on, and what it left out
+Training clips whose source video has no action log (in --actions, or beside the video), or
+that are shorter than --window, are left out and counted. The job refuses to start when no
+training clip is usable, or when a held-out window has no true actions.
+The probe is a supervised reference, not a strict bound: the LAM may use another number of
+codes (NMI depends on it) and sees a whole window's past, the probe --window frames.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    for flag in ("window", "steps", "batch_size", "lr", "max_clips", "samples"):
+    for flag in ("steps", "batch_size", "lr", "max_clips", "samples"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     if args.window < 2:
@@ -90,20 +95,36 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--model: {error}")
     resolve_scored_clips(parser, args)
 
+    import pyarrow.dataset as pads
+
     from jobs.common.tracking import Tracker, tracking_uri
-    from jobs.evaluation.actions import lam_alignment
+    from jobs.evaluation.actions import lam_alignment, true_actions
     from jobs.evaluation.probe import LabelledClips, train_probe
     from pipelines.curation.sources import manifest_column
+    from pipelines.training_data import heldout_windows
 
+    names = pads.dataset(args.clips, format="parquet").schema.names
+    if not {"source_uri", "start_s"} <= set(names):
+        parser.error(
+            f"--clips {args.clips} do not record their source video and start time (columns "
+            "source_uri, start_s, as `genie curate` writes them): no true actions can be found"
+        )
     logs = manifest_column(args.actions, "actions_uri") if args.actions else {}
     start = time.perf_counter()
-    data = LabelledClips.read(args.clips, logs, args.max_clips)
+    heldout = heldout_windows(args.clips, args.frames, args.samples)
+    if not heldout:
+        parser.error(f"--clips {args.clips} hold no held-out clip of --frames {args.frames} frames")
+    for window in heldout:  # scored only once training is done: check them first
+        labels, why = true_actions(window, args.frames, logs=logs)
+        if labels is None:
+            parser.error(f"held-out windows cannot be scored: {why} (--actions names the logs)")
+    data = LabelledClips.read(args.clips, logs, args.max_clips, args.window)
     print(
-        f"training clips with true actions: {len(data.clips)} "
-        f"({data.without_actions} left out: no action log covers them)",
+        f"training clips with true actions: {len(data.clips)} (left out: "
+        f"{data.without_actions} no action log covers, {data.too_short} shorter than --window)",
         flush=True,
     )
-    if not any(len(frames) >= args.window for frames, _ in data.clips):
+    if not data.clips:
         parser.error(
             f"no training clip of {args.clips} has true actions over {args.window} frames: "
             "give the source manifest with --actions, or put <stem>.actions.parquet beside "
@@ -120,6 +141,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "probe_chance_accuracy": scores["lam_chance_accuracy"],
         "probe_train_clips": float(len(data.clips)),
         "probe_clips_without_actions": float(data.without_actions),
+        "probe_clips_too_short": float(data.too_short),
         "probe_heldout_windows": scores["lam_windows"],
     }
     for name, value in results.items():
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     tracker = Tracker.open("genie-eval", args.name, uri=uri, tags={"clips": str(args.clips)})
     params = {"model": args.model, "window": args.window, "steps": args.steps}
     params |= {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    params |= {"samples": args.samples, "frames": args.frames, "max_clips": args.max_clips}
     tracker.log_params(params)
     tracker.log_metrics(results, step=0)
     tracker.finish()

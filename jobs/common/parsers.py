@@ -32,14 +32,15 @@ def add_scored_clips(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_scored_clips(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Resolve `args.clips`, `args.actions` and `args.out` in place (relative paths mean the
+    """Resolve `args.clips`, `args.actions` and (where the command has it) `args.out` in place (relative paths mean the
     folder the job was submitted from: pipelines/storage.py); a path that cannot be resolved,
     or an input that does not exist, ends the command with an error naming its flag."""
     from pipelines import storage
 
     try:
         args.clips = storage.resolve(args.clips, "--clips")
-        args.out = args.out and storage.resolve(args.out, "--out")
+        if getattr(args, "out", None):
+            args.out = storage.resolve(args.out, "--out")
         args.actions = args.actions and storage.resolve(args.actions, "--actions")
     except storage.StoragePathError as error:
         parser.error(str(error))

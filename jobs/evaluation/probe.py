@@ -57,32 +57,43 @@ class LabelledClips:
 
     clips: list[tuple[np.ndarray, np.ndarray]]  # (frames (T, H, W, 3) uint8, labels (T-1,))
     without_actions: int  # training clips left out: no action log, or it does not cover them
+    too_short: int  # training clips left out: fewer frames than the probe's window
     num_actions: int  # 1 + the largest action id seen
 
     @classmethod
     def read(
-        cls, clips: str, logs: Mapping[str, str], limit: int, fps: float = 10.0
+        cls, clips: str, logs: Mapping[str, str], limit: int, window: int, fps: float = 10.0
     ) -> LabelledClips:
         """Up to `limit` training clips of `clips` (every one when there are fewer), spread
-        over the dataset; clips without true actions are counted, not used."""
+        over the dataset; only those are decoded. Clips without true actions, or shorter than
+        `window` frames, are counted, not used."""
         from pipelines.video import read_frames
 
         is_heldout = heldout_predicate(clips)
-        columns = ["clip_id", "video", "source_uri", "start_s"]
-        rows = [row for row in kept_clips(clips, columns) if not is_heldout(str(row["clip_id"]))]
+        where = ["clip_id", "source_uri", "start_s"]
+        rows = [row for row in kept_clips(clips, where) if not is_heldout(str(row["clip_id"]))]
         picked = np.linspace(0, len(rows) - 1, min(limit, len(rows))).round().astype(int)
-        labelled, without = [], 0
-        for row in (rows[i] for i in dict.fromkeys(picked.tolist())):
+        wanted = {str(rows[i]["clip_id"]) for i in picked.tolist()}
+        labelled, without, short = [], 0, 0
+        for row in kept_clips(clips, [*where, "video"]):
+            if str(row["clip_id"]) not in wanted:
+                continue
             source, start = row.get("source_uri"), row.get("start_s")
             log = read_action_log(str(source), fps, logs) if source and start is not None else None
+            if log is None:
+                without += 1
+                continue
             frames = read_frames(row["video"])
-            labels = log.labels(start, len(frames) - 1, fps) if log else None
+            if len(frames) < max(window, 2):
+                short += 1
+                continue
+            labels = log.labels(start, len(frames) - 1, fps)
             if labels is None:
                 without += 1
                 continue
             labelled.append((frames, labels))
         num_actions = 1 + max((int(labels.max()) for _, labels in labelled), default=-1)
-        return cls(labelled, without, num_actions)
+        return cls(labelled, without, short, num_actions)
 
 
 def train_probe(
@@ -95,20 +106,22 @@ def train_probe(
     seed: int = 0,
     progress: Callable[[str], None] = print,
 ) -> ActionProbe:
-    """An `ActionProbe` trained for `steps` steps on random windows of `data`'s clips."""
+    """An `ActionProbe` trained for `steps` steps on random windows of `data`'s clips, each
+    batch of a random length from 2 to `window` frames (inference reads the first transitions of
+    a window from fewer than `window` frames)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     probe = ActionProbe(config, data.num_actions, window)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.01)
-    usable = [(f, labels) for f, labels in data.clips if len(f) >= window]
     start, every = time.perf_counter(), max(1, steps // 10)
     for step in range(1, steps + 1):
         frames, labels = [], []
+        length = int(rng.integers(2, window + 1))
         for _ in range(batch_size):
-            clip, clip_labels = usable[rng.integers(len(usable))]
-            first = int(rng.integers(len(clip) - window + 1))
-            frames.append(clip[first : first + window])
-            labels.append(clip_labels[first + window - 2])
+            clip, clip_labels = data.clips[rng.integers(len(data.clips))]
+            first = int(rng.integers(len(clip) - length + 1))
+            frames.append(clip[first : first + length])
+            labels.append(clip_labels[first + length - 2])
         loss = F.cross_entropy(probe.logits(to_model(np.stack(frames))), torch.tensor(labels))
         optimizer.zero_grad()
         loss.backward()
