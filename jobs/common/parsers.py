@@ -32,9 +32,10 @@ def add_scored_clips(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_scored_clips(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Resolve `args.clips`, `args.actions` and (where the command has it) `args.out` in place (relative paths mean the
-    folder the job was submitted from: pipelines/storage.py); a path that cannot be resolved,
-    or an input that does not exist, ends the command with an error naming its flag."""
+    """Resolve `args.clips`, `args.actions` and (where the command has it) `args.out` in place
+    (relative paths mean the folder the job was submitted from: pipelines/storage.py); a path
+    that cannot be resolved, or an input that does not exist, ends the command with an error
+    naming its flag."""
     from pipelines import storage
 
     try:
