@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -151,11 +151,17 @@ def read_kept(path: str, columns: list[str]) -> ray.data.Dataset:
     return rows.filter(lambda row: bool(row["keep"])).drop_columns(["keep"])
 
 
-def kept_clips(path: str, columns: list[str], batch_size: int = 8) -> Iterator[dict]:
+def kept_clips(
+    path: str, columns: list[str], batch_size: int = 8, ids: Collection[str] | None = None
+) -> Iterator[dict]:
     """Rows of the clips curation kept (every row where there is no `keep` column), streamed
-    a few at a time: the one reader of curated clips and token shards outside Ray Data."""
+    a few at a time: the one reader of curated clips and token shards outside Ray Data. With
+    `ids`, only those clips' rows are read."""
     dataset = pads.dataset(path, format="parquet")
     kept = pads.field("keep") if "keep" in dataset.schema.names else None
+    if ids is not None:
+        wanted = pads.field("clip_id").isin(sorted(ids))
+        kept = wanted if kept is None else kept & wanted
     columns = [c for c in columns if c in dataset.schema.names]
     for batch in dataset.to_batches(columns=columns, filter=kept, batch_size=batch_size):
         yield from batch.to_pylist()
@@ -183,7 +189,8 @@ def heldout_windows(path: str, window: int, count: int) -> list[dict]:
     tokens = "tokens" in names
     columns = ["clip_id", "tokens", "shape", "actions"] if tokens else ["clip_id", "video"]
     windows: list[dict] = []
-    for row in kept_clips(path, [*columns, "source_uri", "start_s"]):
+    ids = heldout_ids(path)  # on a small dataset, read only the held-out clips' rows
+    for row in kept_clips(path, [*columns, "source_uri", "start_s"], ids=ids):
         if not is_heldout(str(row["clip_id"])):
             continue
         if tokens:

@@ -75,9 +75,7 @@ class LabelledClips:
         picked = np.linspace(0, len(rows) - 1, min(limit, len(rows))).round().astype(int)
         wanted = {str(rows[i]["clip_id"]) for i in picked.tolist()}
         labelled, without, short = [], 0, 0
-        for row in kept_clips(clips, [*where, "video"]):
-            if str(row["clip_id"]) not in wanted:
-                continue
+        for row in kept_clips(clips, [*where, "video"], ids=wanted):
             source, start = row.get("source_uri"), row.get("start_s")
             log = read_action_log(str(source), fps, logs) if source and start is not None else None
             if log is None:
