@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         labels, why = true_actions(window, args.frames, logs=logs)
         if labels is None:
             parser.error(f"held-out windows cannot be scored: {why} (--actions names the logs)")
-    data = LabelledClips.read(args.clips, logs, args.max_clips, args.window)
+    try:
+        data = LabelledClips.read(args.clips, logs, args.max_clips, args.window)
+    except ValueError as error:  # a training clip's action log breaks the format
+        parser.error(str(error))
     print(
         f"training clips with true actions: {len(data.clips)} (left out: "
         f"{data.without_actions} no action log covers, {data.too_short} shorter than --window)",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -56,14 +57,17 @@ def read_action_log(
     source_uri: str, fps: float = 10.0, logs: Mapping[str, str] | None = None
 ) -> ActionLog | None:
     """A source video's action log: the one `logs` names for it (a source manifest's
-    `actions_uri`), else the one beside it; None when there is none."""
+    `actions_uri`), else the one beside it; None when there is none. A log that cannot be read
+    or breaks the format (`_checked_columns`) raises ValueError naming it."""
     path = (logs or {}).get(source_uri) or action_log_path(source_uri)
     if not storage.is_file(path):
         return None
     fs, inner = storage.filesystem(path)
-    table = pq.read_table(inner, filesystem=fs)
-    times = table.column("time_s").to_numpy().astype(np.float64)
-    actions = table.column("action").to_numpy().astype(np.int64)
+    try:
+        table = pq.read_table(inner, filesystem=fs)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"action log {path} is not a readable Parquet file: {error}") from error
+    times, actions = _checked_columns(table, path)
     order = np.argsort(times, kind="stable")
     times, actions = times[order], actions[order]
     names = {}
@@ -72,6 +76,30 @@ def read_action_log(
         names = dict(zip(actions.tolist(), labels.tolist(), strict=True))
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / fps
     return ActionLog(times, actions, names, end=float(times[-1]) + step)
+
+
+def _checked_columns(table: pa.Table, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The log's `time_s` (float64) and `action` (int64) columns, or a ValueError naming the log
+    and what is wrong: a missing column, no rows, a null, a time that is not finite, an action
+    id that is not a whole number >= 0."""
+    for name in ("time_s", "action"):
+        if name not in table.column_names:
+            raise ValueError(f"action log {path} has no {name!r} column")
+        if table.column(name).null_count:
+            raise ValueError(f"action log {path} has empty values in {name!r}")
+    if table.num_rows == 0:
+        raise ValueError(f"action log {path} has no rows")
+    if not pa.types.is_integer(table.column("action").type):
+        raise ValueError(
+            f"action log {path}: 'action' must hold whole-number ids, got {table.column('action').type}"
+        )
+    times = table.column("time_s").to_numpy().astype(np.float64)
+    actions = table.column("action").to_numpy().astype(np.int64)
+    if not np.isfinite(times).all():
+        raise ValueError(f"action log {path}: 'time_s' holds a value that is not a finite number")
+    if actions.min() < 0:
+        raise ValueError(f"action log {path}: action ids must be >= 0, got {int(actions.min())}")
+    return times, actions
 
 
 def true_actions(
@@ -83,7 +111,10 @@ def true_actions(
     source = window.get("source_uri")
     if not source or window.get("start_s") is None:
         return None, "the clips do not record their source video and start time"
-    log = read_action_log(str(source), fps, logs)
+    try:
+        log = read_action_log(str(source), fps, logs)
+    except ValueError as error:
+        return None, str(error)
     if log is None:
         return (
             None,

@@ -70,9 +70,8 @@ def test_action_map_names_the_code_each_true_action_most_often_gets():
     assert mapped["code_for_action"] == {"noop": 5, "left": 3, "right": 4}
 
 
-@pytest.mark.parametrize("bad", [np.arange(3) * 0.1])
-def test_short_log_still_labels_what_it_covers(tmp_path, bad):
-    source = write_log(tmp_path, bad, [2, 2, 1], names={1: "left", 2: "right"})
+def test_short_log_still_labels_what_it_covers(tmp_path):
+    source = write_log(tmp_path, np.arange(3) * 0.1, [2, 2, 1], names={1: "left", 2: "right"})
     labels, _ = true_actions(window(source, 0.0, 0), frames=4, fps=FPS)
     assert labels.tolist() == [2, 2, 1]
 
@@ -102,3 +101,29 @@ def test_a_manifests_actions_uri_names_a_log_kept_apart_from_the_video(tmp_path)
     assert labels is None and "no action log for" in why
     pq.write_table(pa.table({"uri": ["game.mp4"]}), manifest)
     assert manifest_column(str(manifest), "actions_uri") == {}
+
+
+@pytest.mark.parametrize(
+    "columns, why",
+    [
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0, -1, 2]}, "action ids must be >= 0, got -1"),
+        ({"time_s": [0.0, float("nan"), 0.2], "action": [0, 1, 2]}, "not a finite number"),
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0.0, 1.5, 2.0]}, "whole-number ids"),
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0, None, 2]}, "empty values in 'action'"),
+        ({"time": [0.0, 0.1, 0.2], "action": [0, 1, 2]}, "no 'time_s' column"),
+        ({"time_s": pa.array([], pa.float64()), "action": pa.array([], pa.int64())}, "no rows"),
+    ],
+)
+def test_a_log_that_breaks_the_format_says_why_and_names_the_log(tmp_path, columns, why):
+    """A hostile or hand-made log (a -1 for "no input", a NaN time, float ids) is a reason not
+    to score, naming the log, never a crash or a silently wrong label."""
+    pq.write_table(pa.table(columns), tmp_path / "game.actions.parquet")
+    labels, reason = true_actions(window(str(tmp_path / "game.mp4"), 0.0, 0), frames=3, fps=FPS)
+    assert labels is None
+    assert why in reason and "game.actions.parquet" in reason
+
+
+def test_a_log_that_is_not_parquet_says_why(tmp_path):
+    (tmp_path / "game.actions.parquet").write_bytes(b"time_s,action\n0.0,1\n")
+    labels, reason = true_actions(window(str(tmp_path / "game.mp4"), 0.0, 0), frames=3, fps=FPS)
+    assert labels is None and "not a readable Parquet file" in reason

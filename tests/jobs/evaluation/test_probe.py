@@ -92,6 +92,20 @@ def test_the_command_refuses_training_clips_without_action_logs_before_training(
     assert "loss" not in out  # refused before any training step
 
 
+def test_the_command_names_a_training_clips_broken_action_log_before_training(tmp_path, capsys):
+    clips = write_game(tmp_path, 4)
+    heldout = {int(clip_id[4:]) for clip_id in heldout_ids(clips)}
+    broken = min(set(range(4)) - heldout)
+    log = {"time_s": [0.0, 0.1], "action": [1, -1]}  # -1: "no input" in some recorders
+    pq.write_table(pa.table(log), tmp_path / f"game{broken}.actions.parquet")
+    with pytest.raises(SystemExit) as exit_info:
+        probe_actions.main(["--clips", clips, "--steps", "5"])
+    assert exit_info.value.code == 2
+    out, error = capsys.readouterr()
+    assert f"game{broken}.actions.parquet" in error and "must be >= 0" in error
+    assert "loss" not in out
+
+
 def test_the_command_refuses_held_out_clips_without_action_logs_before_training(tmp_path, capsys):
     clips = write_game(tmp_path, 40)
     for clip_id in heldout_ids(clips):  # the held-out clips' logs only
