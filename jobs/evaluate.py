@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import torch
 
     from jobs.common.tracking import Tracker, resolve_world, tracking_uri
-    from jobs.evaluation.actions import lam_alignment, motion_by_action
+    from jobs.evaluation.actions import labelled_windows, lam_alignment, motion_by_action
     from jobs.evaluation.artifacts import plot_delta_psnr, plot_motion, side_by_side, write_clip
     from models import metrics
     from models.checkpoint import load_trained
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     lam = models["lam"]
 
     windows = heldout_windows(args.clips, args.frames, args.samples)
+    if not windows:
+        parser.error(f"--clips {args.clips} hold no held-out clip of --frames {args.frames} frames")
     truth = to_model(np.stack([w["frames"] for w in windows]))  # (B, T, C, H, W)
     print(f"evaluating on {len(windows)} held-out windows of {args.frames} frames", flush=True)
 
@@ -152,9 +154,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         results["tokenizer_ssim"] = float(metrics.ssim(reconstruction, truth).mean())
 
         inferred = lam.infer_actions(truth)  # (B, T-1)
-        alignment, details = lam_alignment(
-            lam, args.clips, max(args.action_samples, len(windows)), args.frames, logs
+        scored = labelled_windows(
+            args.clips, max(args.action_samples, len(windows)), args.frames, logs
         )
+        alignment, details = lam_alignment(lam, scored)
         results |= alignment
         if "skipped" in details:
             print(f"LAM vs true actions skipped: {details['skipped']}", flush=True)

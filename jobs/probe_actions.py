@@ -98,10 +98,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import pyarrow.dataset as pads
 
     from jobs.common.tracking import Tracker, tracking_uri
-    from jobs.evaluation.actions import lam_alignment, true_actions
+    from jobs.evaluation.actions import labelled_windows, lam_alignment
     from jobs.evaluation.probe import LabelledClips, train_probe
     from pipelines.curation.sources import manifest_column
-    from pipelines.training_data import heldout_windows
 
     names = pads.dataset(args.clips, format="parquet").schema.names
     if not {"source_uri", "start_s"} <= set(names):
@@ -111,13 +110,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         )
     logs = manifest_column(args.actions, "actions_uri") if args.actions else {}
     start = time.perf_counter()
-    heldout = heldout_windows(args.clips, args.frames, args.samples)
-    if not heldout:
-        parser.error(f"--clips {args.clips} hold no held-out clip of --frames {args.frames} frames")
-    for window in heldout:  # scored only once training is done: check them first
-        labels, why = true_actions(window, args.frames, logs=logs)
-        if labels is None:
-            parser.error(f"held-out windows cannot be scored: {why} (--actions names the logs)")
+    heldout = labelled_windows(args.clips, args.samples, args.frames, logs)
+    if heldout.truth is None:  # scored only once training is done: checked first
+        parser.error(
+            f"held-out windows cannot be scored: {heldout.skipped} (--clips {args.clips}; "
+            "--actions names the logs)"
+        )
     try:
         data = LabelledClips.read(args.clips, logs, args.max_clips, args.window)
     except ValueError as error:  # a training clip's action log breaks the format
@@ -134,10 +132,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             "each source video"
         )
     probe = train_probe(config, data, args.window, args.steps, args.batch_size, args.lr, args.seed)
-    scores, details = lam_alignment(probe, args.clips, args.samples, args.frames, logs)
-    if "skipped" in details:
-        print(f"cannot score the probe on held-out windows: {details['skipped']}", file=sys.stderr)
-        return 1
+    scores, _ = lam_alignment(probe, heldout)
     results = {
         "probe_nmi": scores["lam_nmi"],
         "probe_accuracy": scores["lam_accuracy"],

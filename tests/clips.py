@@ -1,6 +1,6 @@
 """Small datasets for tests: curated clips (real mp4 bytes in real Parquet, in the curated schema's
-shape (clip_id, video, keep), of a sprite moving over a scene) and token shards in the schema
-`genie tokenize` writes."""
+shape (clip_id, video, keep), of a sprite moving over a scene), the same played with an action
+log beside each source video, and token shards in the schema `genie tokenize` writes."""
 
 from __future__ import annotations
 
@@ -60,3 +60,45 @@ def write_token_shards(
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=TOKEN_SCHEMA), folder / "part-00000.parquet")
     return folder
+
+
+PLAYED_MOVES = {0: 0, 1: -6, 2: 6}  # stay, left, right: pixels the played sprite moves
+
+
+def played_sprite_clip(seed: int, frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """A sprite over a plain scene moved by a random action each frame: (frames, actions)."""
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, 3, frames)
+    clip = np.zeros((frames, 90, 160, 3), np.uint8)
+    clip[:] = (60, 90, 160)
+    x = 70
+    for t in range(frames):
+        clip[t, 40:52, x : x + 10] = (255, 220, 0)
+        x = min(max(x + PLAYED_MOVES[int(actions[t])], 0), 150)
+    return clip, actions
+
+
+def write_played_clips(folder: Path, clips: int, shuffle_actions: bool = False) -> str:
+    """Curated clips of `played_sprite_clip`, each from its own source video with an action log
+    beside it (the videos themselves are never read); with `shuffle_actions` the logs hold
+    actions the frames do not show. Clips at 10 FPS, logs one entry a frame."""
+    rng = np.random.default_rng(99)
+    rows = []
+    for i in range(clips):
+        frames, actions = played_sprite_clip(i)
+        if shuffle_actions:
+            actions = rng.integers(0, 3, len(actions))
+        log = {"time_s": np.arange(len(actions)) / 10, "action": actions}
+        pq.write_table(pa.table(log), folder / f"game{i}.actions.parquet")
+        rows.append(
+            {
+                "clip_id": f"clip{i:03d}",
+                "video": encode_mp4(frames, 10),
+                "keep": True,
+                "source_uri": str(folder / f"game{i}.mp4"),
+                "start_s": 0.0,
+            }
+        )
+    (folder / "clips").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), folder / "clips" / "part-00000.parquet")
+    return str(folder / "clips")

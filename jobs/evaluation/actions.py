@@ -127,33 +127,63 @@ def true_actions(
     return labels, ""
 
 
-def lam_alignment(
-    lam, clips: str, samples: int, frames: int, logs: Mapping[str, str] | None = None
-) -> tuple[dict[str, float], dict]:
-    """How the LAM's codes on held-out windows line up with the game's true actions (logs as
-    `read_action_log` finds them): (metrics, details) where details hold `skipped` (why NMI
-    could not be computed, if so) and the `action_map` play uses (true action names and the
-    code each most often gets)."""
+@dataclass(frozen=True)
+class LabelledWindows:
+    """Held-out windows (`heldout_windows`) with the game's action for each transition, or why
+    they have none: what `lam_alignment` scores codes against."""
+
+    frames: np.ndarray  # (N, T, H, W, 3) uint8
+    truth: np.ndarray | None  # (N, T-1) int64; None where one window has no true actions
+    names: dict[int, str]  # action id -> name, where the logs name them
+    skipped: str  # why `truth` is None; "" when it is not
+
+
+def labelled_windows(
+    clips: str, samples: int, frames: int, logs: Mapping[str, str] | None = None
+) -> LabelledWindows:
+    """Up to `samples` held-out windows of `frames` frames with their true actions (logs as
+    `read_action_log` finds them); `skipped` says why not, naming the first window that has
+    none and how many do not, and that there are none at all."""
     windows = heldout_windows(clips, frames, samples)
-    codes = lam.infer_actions(to_model(np.stack([w["frames"] for w in windows]))).numpy()
-    results = {"lam_codes_used": float(len(np.unique(codes))), "lam_windows": float(len(windows))}
+    if not windows:
+        return LabelledWindows(
+            np.zeros((0, frames, 0, 0, 3), np.uint8),
+            None,
+            {},
+            f"no held-out clip of {frames} frames",
+        )
+    video = np.stack([w["frames"] for w in windows])
     labelled = [true_actions(w, frames, logs=logs) for w in windows]
     missing = [why for labels, why in labelled if labels is None]
     if missing:
         reason = f"{len(missing)} of {len(windows)} windows have no true actions: {missing[0]}"
-        return results, {"skipped": reason}
-    truth = np.stack([labels for labels, _ in labelled])
-    alignment = metrics.action_alignment(codes, truth)
+        return LabelledWindows(video, None, {}, reason)
     names = {}
-    for window in windows:
-        log = read_action_log(str(window["source_uri"]), logs=logs)
-        names |= log.names if log else {}
+    for source in {str(w["source_uri"]) for w in windows}:
+        names |= read_action_log(source, logs=logs).names
+    return LabelledWindows(video, np.stack([labels for labels, _ in labelled]), names, "")
+
+
+def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict]:
+    """How the LAM's codes on held-out windows line up with the game's true actions:
+    (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
+    the `action_map` play uses (true action names and the code each most often gets)."""
+    if not len(windows.frames):
+        return {"lam_windows": 0.0}, {"skipped": windows.skipped}
+    codes = lam.infer_actions(to_model(windows.frames)).numpy()
+    results = {
+        "lam_codes_used": float(len(np.unique(codes))),
+        "lam_windows": float(len(windows.frames)),
+    }
+    if windows.truth is None:
+        return results, {"skipped": windows.skipped}
+    alignment = metrics.action_alignment(codes, windows.truth)
     results |= {
         "lam_nmi": alignment.nmi,
         "lam_accuracy": alignment.accuracy,
         "lam_chance_accuracy": alignment.chance_accuracy,
     }
-    return results, {"action_map": action_map(codes, truth, names)}
+    return results, {"action_map": action_map(codes, windows.truth, windows.names)}
 
 
 def action_map(codes: np.ndarray, truth: np.ndarray, names: dict[int, str]) -> dict:

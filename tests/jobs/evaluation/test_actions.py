@@ -7,8 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.evaluation.actions import action_map, true_actions
+from jobs.evaluation.actions import action_map, labelled_windows, lam_alignment, true_actions
+from models.configs import get_preset
+from models.lam import LatentActionModel
 from pipelines.curation.sources import manifest_column
+from pipelines.training_data import heldout_ids
+from tests.clips import write_played_clips
 
 FPS = 10
 
@@ -127,3 +131,27 @@ def test_a_log_that_is_not_parquet_says_why(tmp_path):
     (tmp_path / "game.actions.parquet").write_bytes(b"time_s,action\n0.0,1\n")
     labels, reason = true_actions(window(str(tmp_path / "game.mp4"), 0.0, 0), frames=3, fps=FPS)
     assert labels is None and "not a readable Parquet file" in reason
+
+
+def test_held_out_windows_carry_the_logged_actions_and_the_names(tmp_path):
+    clips = write_played_clips(tmp_path, 40)
+    windows = labelled_windows(clips, samples=6, frames=5)
+    assert windows.skipped == "" and windows.frames.shape == (6, 5, 90, 160, 3)
+    assert windows.truth.shape == (6, 4) and set(np.unique(windows.truth)) <= {0, 1, 2}
+    scores, details = lam_alignment(LatentActionModel(get_preset("tiny").lam), windows)
+    assert scores["lam_windows"] == 6 and 0 <= scores["lam_nmi"] <= 1
+    assert "action_map" in details
+
+
+def test_a_held_out_clip_without_a_log_skips_the_score_and_says_why(tmp_path):
+    """eval keeps its other metrics and records why NMI is missing (its `lam_nmi_skipped` tag);
+    probe-actions refuses before training."""
+    clips = write_played_clips(tmp_path, 40)
+    first = sorted(heldout_ids(clips))[0]
+    (tmp_path / f"game{int(first[4:])}.actions.parquet").unlink()
+    windows = labelled_windows(clips, samples=6, frames=5)
+    assert windows.truth is None
+    assert windows.skipped.startswith("3 of 6 windows have no true actions: no action log for")
+    scores, details = lam_alignment(LatentActionModel(get_preset("tiny").lam), windows)
+    assert "lam_nmi" not in scores and scores["lam_windows"] == 6
+    assert details == {"skipped": windows.skipped}

@@ -3,59 +3,16 @@ frames show, and not ones they do not; the command refuses footage without actio
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from jobs import probe_actions
-from jobs.evaluation.actions import lam_alignment
+from jobs.evaluation.actions import labelled_windows, lam_alignment
 from jobs.evaluation.probe import LabelledClips, train_probe
 from models.configs import get_preset
 from pipelines.training_data import heldout_ids
-from pipelines.video import encode_mp4
-
-FPS = 10
-MOVES = {0: 0, 1: -6, 2: 6}  # stay, left, right: pixels the sprite moves
-
-
-def sprite_game(seed: int, frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
-    """A sprite over a plain scene moved by a random action each frame: (frames, actions)."""
-    rng = np.random.default_rng(seed)
-    actions = rng.integers(0, 3, frames)
-    clip = np.zeros((frames, 90, 160, 3), np.uint8)
-    clip[:] = (60, 90, 160)
-    x = 70
-    for t in range(frames):
-        clip[t, 40:52, x : x + 10] = (255, 220, 0)
-        x = min(max(x + MOVES[int(actions[t])], 0), 150)
-    return clip, actions
-
-
-def write_game(tmp_path, clips: int, shuffle_actions: bool = False) -> str:
-    """Curated clips of `sprite_game`, each from its own source video with an action log
-    beside it (the videos themselves are never read); with `shuffle_actions` the logs hold
-    actions the frames do not show."""
-    rng = np.random.default_rng(99)
-    rows = []
-    for i in range(clips):
-        frames, actions = sprite_game(i)
-        if shuffle_actions:
-            actions = rng.integers(0, 3, len(actions))
-        log = {"time_s": np.arange(len(actions)) / FPS, "action": actions}
-        pq.write_table(pa.table(log), tmp_path / f"game{i}.actions.parquet")
-        rows.append(
-            {
-                "clip_id": f"clip{i:03d}",
-                "video": encode_mp4(frames, FPS),
-                "keep": True,
-                "source_uri": str(tmp_path / f"game{i}.mp4"),
-                "start_s": 0.0,
-            }
-        )
-    (tmp_path / "clips").mkdir()
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "clips" / "part-00000.parquet")
-    return str(tmp_path / "clips")
+from tests.clips import write_played_clips
 
 
 def probe_nmi(clips: str, window: int = 2) -> float:
@@ -65,22 +22,22 @@ def probe_nmi(clips: str, window: int = 2) -> float:
     probe = train_probe(
         get_preset("tiny").lam, data, window=window, steps=150, progress=lambda _: None
     )
-    scores, details = lam_alignment(probe, clips, samples=16, frames=8)
+    scores, details = lam_alignment(probe, labelled_windows(clips, samples=16, frames=8))
     assert "skipped" not in details
     return scores["lam_nmi"]
 
 
 @pytest.mark.parametrize("window", [2, 3])
 def test_the_probe_reads_the_actions_the_frames_show(tmp_path, window):
-    assert probe_nmi(write_game(tmp_path, 40), window) > 0.6
+    assert probe_nmi(write_played_clips(tmp_path, 40), window) > 0.6
 
 
 def test_the_probe_finds_nothing_in_actions_the_frames_do_not_show(tmp_path):
-    assert probe_nmi(write_game(tmp_path, 40, shuffle_actions=True)) < 0.15
+    assert probe_nmi(write_played_clips(tmp_path, 40, shuffle_actions=True)) < 0.15
 
 
 def test_the_command_refuses_training_clips_without_action_logs_before_training(tmp_path, capsys):
-    clips = write_game(tmp_path, 4)
+    clips = write_played_clips(tmp_path, 4)
     heldout = {int(clip_id[4:]) for clip_id in heldout_ids(clips)}
     for i in set(range(4)) - heldout:  # the training clips' logs only
         (tmp_path / f"game{i}.actions.parquet").unlink()
@@ -93,7 +50,7 @@ def test_the_command_refuses_training_clips_without_action_logs_before_training(
 
 
 def test_the_command_names_a_training_clips_broken_action_log_before_training(tmp_path, capsys):
-    clips = write_game(tmp_path, 4)
+    clips = write_played_clips(tmp_path, 4)
     heldout = {int(clip_id[4:]) for clip_id in heldout_ids(clips)}
     broken = min(set(range(4)) - heldout)
     log = {"time_s": [0.0, 0.1], "action": [1, -1]}  # -1: "no input" in some recorders
@@ -107,7 +64,7 @@ def test_the_command_names_a_training_clips_broken_action_log_before_training(tm
 
 
 def test_the_command_refuses_held_out_clips_without_action_logs_before_training(tmp_path, capsys):
-    clips = write_game(tmp_path, 40)
+    clips = write_played_clips(tmp_path, 40)
     for clip_id in heldout_ids(clips):  # the held-out clips' logs only
         (tmp_path / f"game{int(clip_id[4:])}.actions.parquet").unlink()
     with pytest.raises(SystemExit) as exit_info:
@@ -119,7 +76,7 @@ def test_the_command_refuses_held_out_clips_without_action_logs_before_training(
 
 
 def test_the_command_refuses_clips_that_do_not_name_their_source(tmp_path, capsys):
-    table = pq.read_table(write_game(tmp_path, 4)).drop_columns(["source_uri"])
+    table = pq.read_table(write_played_clips(tmp_path, 4)).drop_columns(["source_uri"])
     pq.write_table(table, tmp_path / "clips" / "part-00000.parquet")
     with pytest.raises(SystemExit):
         probe_actions.main(["--clips", str(tmp_path / "clips")])
