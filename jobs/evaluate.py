@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     )
     lam = models["lam"]
 
-    windows = heldout_windows(args.clips, args.frames, args.samples)
-    if not windows:
-        parser.error(f"--clips {args.clips} hold no held-out clip of --frames {args.frames} frames")
+    try:
+        windows = heldout_windows(args.clips, args.frames, args.samples)
+    except ValueError as error:  # no held-out clip as long as --frames
+        parser.error(f"--frames {args.frames}: {error}")
     truth = to_model(np.stack([w["frames"] for w in windows]))  # (B, T, C, H, W)
     print(f"evaluating on {len(windows)} held-out windows of {args.frames} frames", flush=True)
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import pyarrow.dataset as pads
 
     from jobs.common.tracking import Tracker, tracking_uri
-    from jobs.evaluation.actions import labelled_windows, lam_alignment
+    from jobs.evaluation.actions import ActionLogError, labelled_windows, lam_alignment
     from jobs.evaluation.probe import LabelledClips, train_probe
     from pipelines.curation.sources import manifest_column
 
@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         )
     logs = manifest_column(args.actions, "actions_uri") if args.actions else {}
     start = time.perf_counter()
-    heldout = labelled_windows(args.clips, args.samples, args.frames, logs)
+    try:
+        heldout = labelled_windows(args.clips, args.samples, args.frames, logs)
+    except ValueError as error:  # no held-out clip as long as --frames
+        parser.error(f"--frames {args.frames}: {error}")
     if heldout.truth is None:  # scored only once training is done: checked first
         parser.error(
             f"held-out windows cannot be scored: {heldout.skipped} (--clips {args.clips}; "
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         )
     try:
         data = LabelledClips.read(args.clips, logs, args.max_clips, args.window)
-    except ValueError as error:  # a training clip's action log breaks the format
+    except ActionLogError as error:  # a training clip's action log breaks the format
         parser.error(str(error))
     print(
         f"training clips with true actions: {len(data.clips)} (left out: "

@@ -63,6 +63,7 @@ def write_token_shards(
 
 
 PLAYED_MOVES = {0: 0, 1: -6, 2: 6}  # stay, left, right: pixels the played sprite moves
+PLAYED_NAMES = {0: "stay", 1: "left", 2: "right"}
 
 
 def played_sprite_clip(seed: int, frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +89,8 @@ def write_played_clips(folder: Path, clips: int, shuffle_actions: bool = False) 
         frames, actions = played_sprite_clip(i)
         if shuffle_actions:
             actions = rng.integers(0, 3, len(actions))
-        log = {"time_s": np.arange(len(actions)) / 10, "action": actions}
+        names = [PLAYED_NAMES[int(a)] for a in actions]
+        log = {"time_s": np.arange(len(actions)) / 10, "action": actions, "action_name": names}
         pq.write_table(pa.table(log), folder / f"game{i}.actions.parquet")
         rows.append(
             {

@@ -18,6 +18,12 @@ from pipelines import storage
 from pipelines.images import to_model
 from pipelines.training_data import heldout_windows
 
+MAX_ACTION_ID = 2**16  # ids index count tables: a log's ids stay under this
+
+
+class ActionLogError(ValueError):
+    """An action log that cannot be read or breaks the format; the message names the log."""
+
 
 @dataclass(frozen=True)
 class ActionLog:
@@ -57,16 +63,17 @@ def read_action_log(
     source_uri: str, fps: float = 10.0, logs: Mapping[str, str] | None = None
 ) -> ActionLog | None:
     """A source video's action log: the one `logs` names for it (a source manifest's
-    `actions_uri`), else the one beside it; None when there is none. A log that cannot be read
-    or breaks the format (`_checked_columns`) raises ValueError naming it."""
+    `actions_uri`), else the one beside it; None when there is none. A log that is not Parquet or
+    breaks the format (`_checked_columns`) raises ActionLogError naming it; a storage error
+    (a timeout, a permission) propagates as it is."""
     path = (logs or {}).get(source_uri) or action_log_path(source_uri)
     if not storage.is_file(path):
         return None
     fs, inner = storage.filesystem(path)
     try:
         table = pq.read_table(inner, filesystem=fs)
-    except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"action log {path} is not a readable Parquet file: {error}") from error
+    except pa.ArrowInvalid as error:
+        raise ActionLogError(f"action log {path} is not a Parquet file: {error}") from error
     times, actions = _checked_columns(table, path)
     order = np.argsort(times, kind="stable")
     times, actions = times[order], actions[order]
@@ -74,32 +81,44 @@ def read_action_log(
     if "action_name" in table.column_names:
         labels = np.asarray(table.column("action_name"))[order]
         names = dict(zip(actions.tolist(), labels.tolist(), strict=True))
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / fps
+    distinct = np.unique(times)  # an entry logged twice at one time does not shorten the last
+    step = float(np.median(np.diff(distinct))) if len(distinct) > 1 else 1.0 / fps
     return ActionLog(times, actions, names, end=float(times[-1]) + step)
 
 
 def _checked_columns(table: pa.Table, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """The log's `time_s` (float64) and `action` (int64) columns, or a ValueError naming the log
-    and what is wrong: a missing column, no rows, a null, a time that is not finite, an action
-    id that is not a whole number >= 0."""
-    for name in ("time_s", "action"):
+    """The log's `time_s` (float64) and `action` (int64) columns, or an ActionLogError naming the
+    log and what is wrong: a missing column, no rows, a null, a column of the wrong type, a time
+    that is not finite, an action id outside [0, MAX_ACTION_ID)."""
+    kinds = {
+        "time_s": (pa.types.is_integer, pa.types.is_floating),
+        "action": (pa.types.is_integer,),
+    }
+    for name, accepted in kinds.items():
         if name not in table.column_names:
-            raise ValueError(f"action log {path} has no {name!r} column")
-        if table.column(name).null_count:
-            raise ValueError(f"action log {path} has empty values in {name!r}")
+            raise ActionLogError(f"action log {path} has no {name!r} column")
+        column = table.column(name)
+        if not any(accepts(column.type) for accepts in accepted):
+            wanted = "a number" if name == "time_s" else "an integer"
+            raise ActionLogError(
+                f"action log {path}: {name!r} must be {wanted} column, got {column.type}"
+            )
+        if column.null_count:
+            raise ActionLogError(f"action log {path} has empty values in {name!r}")
     if table.num_rows == 0:
-        raise ValueError(f"action log {path} has no rows")
-    if not pa.types.is_integer(table.column("action").type):
-        raise ValueError(
-            f"action log {path}: 'action' must hold whole-number ids, got {table.column('action').type}"
-        )
+        raise ActionLogError(f"action log {path} has no rows")
     times = table.column("time_s").to_numpy().astype(np.float64)
-    actions = table.column("action").to_numpy().astype(np.int64)
+    actions = table.column("action").to_numpy()
     if not np.isfinite(times).all():
-        raise ValueError(f"action log {path}: 'time_s' holds a value that is not a finite number")
-    if actions.min() < 0:
-        raise ValueError(f"action log {path}: action ids must be >= 0, got {int(actions.min())}")
-    return times, actions
+        raise ActionLogError(
+            f"action log {path}: 'time_s' holds a value that is not a finite number"
+        )
+    if actions.min() < 0 or actions.max() >= MAX_ACTION_ID:
+        raise ActionLogError(
+            f"action log {path}: action ids must be in [0, {MAX_ACTION_ID}), got "
+            f"{actions.min() if actions.min() < 0 else actions.max()}"
+        )
+    return times, actions.astype(np.int64)
 
 
 def true_actions(
@@ -113,7 +132,7 @@ def true_actions(
         return None, "the clips do not record their source video and start time"
     try:
         log = read_action_log(str(source), fps, logs)
-    except ValueError as error:
+    except ActionLogError as error:
         return None, str(error)
     if log is None:
         return (
@@ -133,7 +152,7 @@ class LabelledWindows:
     they have none: what `lam_alignment` scores codes against."""
 
     frames: np.ndarray  # (N, T, H, W, 3) uint8
-    truth: np.ndarray | None  # (N, T-1) int64; None where one window has no true actions
+    truth: np.ndarray | None  # (N, T-1) int64; None when any window has none
     names: dict[int, str]  # action id -> name, where the logs name them
     skipped: str  # why `truth` is None; "" when it is not
 
@@ -142,16 +161,9 @@ def labelled_windows(
     clips: str, samples: int, frames: int, logs: Mapping[str, str] | None = None
 ) -> LabelledWindows:
     """Up to `samples` held-out windows of `frames` frames with their true actions (logs as
-    `read_action_log` finds them); `skipped` says why not, naming the first window that has
-    none and how many do not, and that there are none at all."""
+    `read_action_log` finds them), or `skipped`: how many windows have none and why the first
+    has none. Raises ValueError where the clips hold no held-out window (`heldout_windows`)."""
     windows = heldout_windows(clips, frames, samples)
-    if not windows:
-        return LabelledWindows(
-            np.zeros((0, frames, 0, 0, 3), np.uint8),
-            None,
-            {},
-            f"no held-out clip of {frames} frames",
-        )
     video = np.stack([w["frames"] for w in windows])
     labelled = [true_actions(w, frames, logs=logs) for w in windows]
     missing = [why for labels, why in labelled if labels is None]
@@ -159,7 +171,7 @@ def labelled_windows(
         reason = f"{len(missing)} of {len(windows)} windows have no true actions: {missing[0]}"
         return LabelledWindows(video, None, {}, reason)
     names = {}
-    for source in {str(w["source_uri"]) for w in windows}:
+    for source in dict.fromkeys(str(w["source_uri"]) for w in windows):  # in window order
         names |= read_action_log(source, logs=logs).names
     return LabelledWindows(video, np.stack([labels for labels, _ in labelled]), names, "")
 
@@ -168,8 +180,6 @@ def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict
     """How the LAM's codes on held-out windows line up with the game's true actions:
     (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
     the `action_map` play uses (true action names and the code each most often gets)."""
-    if not len(windows.frames):
-        return {"lam_windows": 0.0}, {"skipped": windows.skipped}
     codes = lam.infer_actions(to_model(windows.frames)).numpy()
     results = {
         "lam_codes_used": float(len(np.unique(codes))),

@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from jobs.evaluation.actions import action_map, labelled_windows, lam_alignment, true_actions
-from models.configs import get_preset
-from models.lam import LatentActionModel
+from models.metrics import action_alignment
 from pipelines.curation.sources import manifest_column
-from pipelines.training_data import heldout_ids
-from tests.clips import write_played_clips
+from pipelines.training_data import heldout_ids, heldout_windows
+from tests.clips import PLAYED_NAMES, played_sprite_clip, write_played_clips
 
 FPS = 10
 
@@ -25,6 +25,16 @@ def write_log(folder, times, actions, names=None) -> str:
         columns["action_name"] = pa.array([names[a] for a in actions])
     pq.write_table(pa.table(columns), folder / "game.actions.parquet")
     return str(folder / "game.mp4")
+
+
+class FixedCodes:
+    """A LAM that gives the same codes whatever the frames."""
+
+    def __init__(self, codes: np.ndarray):
+        self.codes = codes
+
+    def infer_actions(self, frames):
+        return torch.from_numpy(self.codes[: len(frames)])
 
 
 def window(source: str, start_s: float, start: int) -> dict:
@@ -110,17 +120,21 @@ def test_a_manifests_actions_uri_names_a_log_kept_apart_from_the_video(tmp_path)
 @pytest.mark.parametrize(
     "columns, why",
     [
-        ({"time_s": [0.0, 0.1, 0.2], "action": [0, -1, 2]}, "action ids must be >= 0, got -1"),
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0, -1, 2]}, "must be in [0, 65536), got -1"),
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0, 2**40, 2]}, "got 1099511627776"),
         ({"time_s": [0.0, float("nan"), 0.2], "action": [0, 1, 2]}, "not a finite number"),
-        ({"time_s": [0.0, 0.1, 0.2], "action": [0.0, 1.5, 2.0]}, "whole-number ids"),
+        ({"time_s": ["0.0", "0.1", "0.2"], "action": [0, 1, 2]}, "must be a number column"),
+        ({"time_s": [0.0, 0.1, 0.2], "action": [0.0, 1.0, 2.0]}, "must be an integer column"),
         ({"time_s": [0.0, 0.1, 0.2], "action": [0, None, 2]}, "empty values in 'action'"),
         ({"time": [0.0, 0.1, 0.2], "action": [0, 1, 2]}, "no 'time_s' column"),
+        ({"time_s": [0.0, 0.1, 0.2], "key": [0, 1, 2]}, "no 'action' column"),
         ({"time_s": pa.array([], pa.float64()), "action": pa.array([], pa.int64())}, "no rows"),
     ],
 )
 def test_a_log_that_breaks_the_format_says_why_and_names_the_log(tmp_path, columns, why):
-    """A hostile or hand-made log (a -1 for "no input", a NaN time, float ids) is a reason not
-    to score, naming the log, never a crash or a silently wrong label."""
+    """A hostile or hand-made log (a -1 for "no input", a key code for an id, a NaN time, float
+    ids) is a reason not to score, naming the log, never a crash, a huge count table or a
+    silently wrong label."""
     pq.write_table(pa.table(columns), tmp_path / "game.actions.parquet")
     labels, reason = true_actions(window(str(tmp_path / "game.mp4"), 0.0, 0), frames=3, fps=FPS)
     assert labels is None
@@ -130,28 +144,40 @@ def test_a_log_that_breaks_the_format_says_why_and_names_the_log(tmp_path, colum
 def test_a_log_that_is_not_parquet_says_why(tmp_path):
     (tmp_path / "game.actions.parquet").write_bytes(b"time_s,action\n0.0,1\n")
     labels, reason = true_actions(window(str(tmp_path / "game.mp4"), 0.0, 0), frames=3, fps=FPS)
-    assert labels is None and "not a readable Parquet file" in reason
+    assert labels is None and "not a Parquet file" in reason
+
+
+def test_an_entry_logged_twice_at_one_time_does_not_cut_the_log_short(tmp_path):
+    times = np.repeat(np.arange(5) / FPS, 2)  # each entry written twice
+    source = write_log(tmp_path, times, np.repeat([1, 2, 1, 2, 0], 2))
+    labels, why = true_actions(window(source, 0.0, 0), frames=6, fps=FPS)
+    assert why == "" and labels.tolist() == [1, 2, 1, 2, 0]
 
 
 def test_held_out_windows_carry_the_logged_actions_and_the_names(tmp_path):
     clips = write_played_clips(tmp_path, 40)
     windows = labelled_windows(clips, samples=6, frames=5)
     assert windows.skipped == "" and windows.frames.shape == (6, 5, 90, 160, 3)
-    assert windows.truth.shape == (6, 4) and set(np.unique(windows.truth)) <= {0, 1, 2}
-    scores, details = lam_alignment(LatentActionModel(get_preset("tiny").lam), windows)
-    assert scores["lam_windows"] == 6 and 0 <= scores["lam_nmi"] <= 1
-    assert "action_map" in details
+    for truth, cut in zip(windows.truth, heldout_windows(clips, 5, 6), strict=True):
+        _, actions = played_sprite_clip(int(cut["clip_id"][4:]))
+        assert truth.tolist() == actions[cut["start"] : cut["start"] + 4].tolist()
+    assert windows.names == {a: n for a, n in PLAYED_NAMES.items() if a in windows.truth}
+    codes = np.array([[0, 1, 2, 2]] * 6)
+    scores, details = lam_alignment(FixedCodes(codes), windows)
+    expected = action_alignment(codes, windows.truth)
+    assert (scores["lam_nmi"], scores["lam_windows"]) == (expected.nmi, 6)
+    assert details["action_map"] == action_map(codes, windows.truth, windows.names)
 
 
 def test_a_held_out_clip_without_a_log_skips_the_score_and_says_why(tmp_path):
-    """eval keeps its other metrics and records why NMI is missing (its `lam_nmi_skipped` tag);
-    probe-actions refuses before training."""
+    """What eval records as `lam_nmi_skipped`, and probe-actions refuses on."""
     clips = write_played_clips(tmp_path, 40)
     first = sorted(heldout_ids(clips))[0]
     (tmp_path / f"game{int(first[4:])}.actions.parquet").unlink()
     windows = labelled_windows(clips, samples=6, frames=5)
     assert windows.truth is None
+    # 2 of 40 clips are held out (1 in 20), 3 windows each: one clip's 3 lack actions
     assert windows.skipped.startswith("3 of 6 windows have no true actions: no action log for")
-    scores, details = lam_alignment(LatentActionModel(get_preset("tiny").lam), windows)
+    scores, details = lam_alignment(FixedCodes(np.zeros((6, 4), np.int64)), windows)
     assert "lam_nmi" not in scores and scores["lam_windows"] == 6
     assert details == {"skipped": windows.skipped}

@@ -59,7 +59,7 @@ def test_the_command_names_a_training_clips_broken_action_log_before_training(tm
         probe_actions.main(["--clips", clips, "--steps", "5"])
     assert exit_info.value.code == 2
     out, error = capsys.readouterr()
-    assert f"game{broken}.actions.parquet" in error and "must be >= 0" in error
+    assert f"game{broken}.actions.parquet" in error and "must be in [0, 65536)" in error
     assert "loss" not in out
 
 
@@ -90,3 +90,11 @@ def test_the_command_names_a_bad_option(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit):
         probe_actions.main(["--clips", str(tmp_path), flag, value])
     assert flag in capsys.readouterr().err
+
+
+def test_the_command_names_frames_longer_than_any_held_out_clip(tmp_path, capsys):
+    clips = write_played_clips(tmp_path, 4)  # clips of 24 frames
+    with pytest.raises(SystemExit) as exit_info:
+        probe_actions.main(["--clips", clips, "--frames", "30"])
+    assert exit_info.value.code == 2
+    assert "--frames 30: no held-out clips of 30 frames" in capsys.readouterr().err
