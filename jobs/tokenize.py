@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from jobs.common.tracking import model_info, model_uri
     from models.checkpoint import check_frames
     from pipelines.tokenize import ClipTokenizer
-    from pipelines.training_data import read_kept
+    from pipelines.training_data import read_kept, split_columns
 
     try:  # before any work: two models that exist and read the same frames
         tokenizer_run, tokenizer_weights = model_uri(args.tokenizer, args.mlflow_uri)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     started = time.monotonic()
     fs, clips_path = storage.filesystem(clips)
     files = len(pads.dataset(clips_path, filesystem=fs, format="parquet").files)
-    rows = read_kept(clips, ["clip_id", "video"])
+    rows = read_kept(clips, [*split_columns(clips), "video"])
     if files < 2 * args.actors:  # a block goes to one actor: a single small file would too
         rows = rows.repartition(2 * args.actors)
     tokens = rows.map_batches(

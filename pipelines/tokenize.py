@@ -21,6 +21,7 @@ from pipelines.video import read_frames
 TOKEN_SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),
+        ("source_id", pa.string()),  # the clip's source video, for the held-out split; may be null
         ("tokens", pa.list_(pa.int16())),  # flattened (T, h, w)
         ("shape", pa.list_(pa.int32())),  # [T, h, w]
         ("actions", pa.list_(pa.int8())),  # T-1 latent actions; actions[t] is frame t -> t+1
@@ -60,12 +61,16 @@ class ClipTokenizer:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows: dict[str, list] = {name: [] for name in TOKEN_SCHEMA.names}
-        for clip_id, video in zip(batch["clip_id"], batch["video"], strict=True):
+        sources = batch.get("source_id", [None] * len(batch["clip_id"]))
+        for clip_id, source_id, video in zip(
+            batch["clip_id"], sources, batch["video"], strict=True
+        ):
             frames = to_model(read_frames(bytes(video)), self.device)[None]
             tokens = self.tokens(frames)
             actions = self.actions(frames)
             assert len(actions) == len(tokens) - 1, (len(actions), len(tokens))
             rows["clip_id"].append(str(clip_id))
+            rows["source_id"].append(None if source_id is None else str(source_id))
             rows["tokens"].append(tokens.reshape(-1))
             rows["shape"].append(np.array(tokens.shape, np.int32))
             rows["actions"].append(actions)

@@ -2,15 +2,17 @@
 
 Decoding runs in Ray Data tasks (CPU nodes), apart from the training workers (GPU nodes).
 Which windows a clip gives is a pure function of (seed, pass, clip_id), so a rerun sees the
-same data. A few clips are held out of training (chosen by a hash of their id) for the
-held-out metrics each stage logs.
+same data. A few clips are held out of training for the held-out metrics each stage logs:
+whole source videos where the data records them (`source_id`), so no held-out clip shares a
+recording with a training clip, chosen by a hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -30,35 +32,63 @@ def window_rng(seed: int, epoch: int, clip_id: str) -> np.random.Generator:
     return np.random.default_rng(clip_hash(f"{seed}:{epoch}:{clip_id}"))
 
 
-def kept_clip_ids(path: str) -> list[str]:
-    """Ids of the clips curation kept (all of them where there is no `keep` column)."""
+def split_columns(path: str) -> list[str]:
+    """The columns the held-out split reads: `clip_id`, and `source_id` where the data has it."""
+    names = pads.dataset(path, format="parquet").schema.names
+    return ["clip_id", *(["source_id"] if "source_id" in names else [])]
+
+
+def split_key(row: Mapping) -> str:
+    """What the held-out split groups by: the clip's source video where the row records it,
+    else the clip itself."""
+    return str(row.get("source_id") or row["clip_id"])
+
+
+def kept_split_rows(path: str) -> list[dict]:
+    """`split_columns` of the clips curation kept (all of them where there is no `keep` column)."""
     dataset = pads.dataset(path, format="parquet")
     kept = pads.field("keep") if "keep" in dataset.schema.names else None
-    table = dataset.to_table(columns=["clip_id"], filter=kept)
-    return [str(v) for v in table.column("clip_id").to_pylist()]
+    return dataset.to_table(columns=split_columns(path), filter=kept).to_pylist()
 
 
 def heldout_ids(path: str) -> set[str] | None:
-    """Held-out clip ids for a small dataset; None for a large one (then: hash bucket 0)."""
-    count = pads.dataset(path, format="parquet").count_rows()
-    if count > SMALL_DATASET:
+    """Held-out clip ids of a small dataset; None for a large one (see `heldout_predicate`).
+
+    Whole sources (`split_key`), lowest hash first, until at least 1 clip in HELDOUT_BUCKETS is
+    held out (at least one clip); a source that would take the held-out share past 1 in 5 is
+    passed over, and where every source would (one long video), single clips are held out."""
+    if pads.dataset(path, format="parquet").count_rows() > SMALL_DATASET:
         return None
-    ids = sorted(kept_clip_ids(path), key=clip_hash)
-    return set(ids[: max(1, len(ids) // HELDOUT_BUCKETS)])
+    rows = kept_split_rows(path)
+    target, most = max(1, len(rows) // HELDOUT_BUCKETS), max(1, len(rows) // 5)
+    sources: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        sources[split_key(row)].append(str(row["clip_id"]))
+    held: list[str] = []
+    for key in sorted(sources, key=clip_hash):
+        if len(held) >= target:
+            break
+        if len(held) + len(sources[key]) <= max(target, most):
+            held += sources[key]
+    if not held:
+        held = sorted((str(row["clip_id"]) for row in rows), key=clip_hash)[:target]
+    return set(held)
 
 
-def heldout_predicate(path: str) -> Callable[[str], bool]:
+def heldout_predicate(path: str) -> Callable[[Mapping], bool]:
+    """Whether a kept row (`split_columns`) is held out: `heldout_ids` on a small dataset, else
+    the rows whose `split_key` hashes into bucket 0 of HELDOUT_BUCKETS."""
     small = heldout_ids(path)
     if small is not None:
-        return lambda clip_id: clip_id in small
-    return lambda clip_id: clip_hash(clip_id) % HELDOUT_BUCKETS == 0
+        return lambda row: str(row["clip_id"]) in small
+    return lambda row: clip_hash(split_key(row)) % HELDOUT_BUCKETS == 0
 
 
 def _passes(path: str, per_clip: int, samples_needed: int) -> int:
     """Passes over the training clips (kept, not held out) that give `samples_needed` windows,
     plus one: workers split the stream unevenly and each drops its last partial batch."""
     is_heldout = heldout_predicate(path)
-    clips = max(1, sum(not is_heldout(clip_id) for clip_id in kept_clip_ids(path)))
+    clips = max(1, sum(not is_heldout(row) for row in kept_split_rows(path)))
     return math.ceil(samples_needed / (clips * per_clip)) + 1
 
 
@@ -122,7 +152,8 @@ def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -
     six test clips before the first batch.) The trainer's shuffle buffer mixes the clips."""
     is_heldout = heldout_predicate(path)
     passes = _passes(path, per_clip, samples_needed)
-    rows = read_kept(path, columns).filter(lambda row: not is_heldout(str(row["clip_id"])))
+    split = [c for c in split_columns(path) if c not in columns]
+    rows = read_kept(path, [*columns, *split]).filter(lambda row: not is_heldout(row))
     return rows.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
 
 
@@ -183,15 +214,15 @@ def heldout_windows(path: str, window: int, count: int) -> list[dict]:
     (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
     """
     is_heldout = heldout_predicate(path)
-    heldout = sum(map(is_heldout, kept_clip_ids(path)))
+    heldout = sum(map(is_heldout, kept_split_rows(path)))
     per_clip = math.ceil(count / max(1, heldout))
     names = pads.dataset(path, format="parquet").schema.names
     tokens = "tokens" in names
     columns = ["clip_id", "tokens", "shape", "actions"] if tokens else ["clip_id", "video"]
     windows: list[dict] = []
     ids = heldout_ids(path)  # on a small dataset, read only the held-out clips' rows
-    for row in kept_clips(path, [*columns, "source_uri", "start_s"], ids=ids):
-        if not is_heldout(str(row["clip_id"])):
+    for row in kept_clips(path, [*columns, "source_uri", "start_s", "source_id"], ids=ids):
+        if not is_heldout(row):
             continue
         if tokens:
             clip = np.asarray(row.pop("tokens"), np.int16).reshape(row.pop("shape"))

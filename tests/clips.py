@@ -25,12 +25,18 @@ def moving_sprite_clip(seed: int, frames: int = 32) -> np.ndarray:
     return clip
 
 
-def write_clips(folder: Path, count: int, frames: int = 32) -> Path:
+def source_of(clip: int, sources: int | None) -> str | None:
+    """The `source_id` of clip `clip` where `sources` videos were cut into the clips in turn."""
+    return None if sources is None else f"source{clip % sources}"
+
+
+def write_clips(folder: Path, count: int, frames: int = 32, sources: int | None = None) -> Path:
     rows = [
         {
             "clip_id": f"clip{i:03d}",
             "video": encode_mp4(moving_sprite_clip(i, frames), 10),
             "keep": True,
+            **({} if sources is None else {"source_id": source_of(i, sources)}),
         }
         for i in range(count)
     ]
@@ -40,15 +46,21 @@ def write_clips(folder: Path, count: int, frames: int = 32) -> Path:
 
 
 def write_token_shards(
-    folder: Path, count: int, frames: int, grid: tuple[int, int] = (2, 3)
+    folder: Path,
+    count: int,
+    frames: int,
+    grid: tuple[int, int] = (2, 3),
+    sources: list[int] | None = None,
 ) -> Path:
     """`count` clips of `frames` token frames each; every token of clip i, frame t is
-    i * 100 + t, so a window's clip and first frame can be read back from its tokens."""
+    i * 100 + t, so a window's clip and first frame can be read back from its tokens. With
+    `sources`, clip i comes from source video `sources[i]` (else no source is recorded)."""
     from pipelines.tokenize import TOKEN_SCHEMA
 
     rows = [
         {
             "clip_id": f"clip{i:03d}",
+            "source_id": None if sources is None else f"source{sources[i]}",
             "tokens": np.repeat(i * 100 + np.arange(frames, dtype=np.int16), grid[0] * grid[1]),
             "shape": [frames, *grid],
             "actions": np.zeros(frames - 1, np.int8),

@@ -70,8 +70,8 @@ class LabelledClips:
         from pipelines.video import read_frames
 
         is_heldout = heldout_predicate(clips)
-        where = ["clip_id", "source_uri", "start_s"]
-        rows = [row for row in kept_clips(clips, where) if not is_heldout(str(row["clip_id"]))]
+        where = ["clip_id", "source_uri", "start_s", "source_id"]
+        rows = [row for row in kept_clips(clips, where) if not is_heldout(row)]
         picked = np.linspace(0, len(rows) - 1, min(limit, len(rows))).round().astype(int)
         wanted = {str(rows[i]["clip_id"]) for i in picked.tolist()}
         labelled, without, short = [], 0, 0

@@ -19,14 +19,14 @@ from jobs.training.config import TrainConfig
 from models.checkpoint import load_trained
 from models.dynamics import DynamicsModel
 from models.tokenizer import VideoTokenizer
-from tests.clips import write_clips
+from tests.clips import source_of, write_clips
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> Path:
-    return write_clips(tmp_path_factory.mktemp("clips"), count=6)
+    return write_clips(tmp_path_factory.mktemp("clips"), count=6, sources=3)
 
 
 def config_for(
@@ -86,6 +86,7 @@ def test_chain_tokenizer_ddp_then_lam_tokenize_and_dynamics_fsdp(
         assert len(row["tokens"]) == 32 * 12 * 20
         assert len(row["actions"]) == 31 and all(0 <= a < 8 for a in row["actions"])
         assert (row["tokenizer_run_id"], row["lam_run_id"]) == (tokenizer["run_id"], lam["run_id"])
+        assert row["source_id"] == source_of(int(row["clip_id"][4:]), 3)  # the held-out split's
 
     # The stage that needs sharding at paper size: FSDP2 over 2 workers, its weights exported
     # shard by shard (loaded below as a plain model).
