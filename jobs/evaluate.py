@@ -1,4 +1,5 @@
-"""Evaluate a trained world model on held-out curated clips and log it all to MLflow (genie-eval).
+"""Evaluate a trained world model on held-out curated clips (or every clip of a corpus no stage
+trained on, --every-clip) and log it all to MLflow (genie-eval).
 
 Metrics (stable names, so the MLflow UI compares runs directly):
   tokenizer_psnr, tokenizer_ssim       reconstructions of the held-out windows
@@ -41,6 +42,8 @@ EPILOG = """\
 examples:
   genie eval --clips data/curated/clips        # models: genie-*@latest-tiny from the registry
   genie eval --clips data/curated/clips --tokenizer <run id> --lam <run id> --dynamics <run id>
+  genie eval --clips other/curated/clips --actions other/raw/manifest.parquet --every-clip
+                                               # a corpus no stage trained on, every clip of it
   ray job submit --working-dir . -- python -m jobs.evaluate --clips /shared/curated/clips
 """
 
@@ -56,6 +59,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             "the runs the dynamics model was trained on; for dynamics genie-dynamics@latest-tiny)",
         )
     parser.add_argument("--samples", type=int, default=8, help="held-out windows (default 8)")
+    parser.add_argument(
+        "--every-clip",
+        action="store_true",
+        help="score windows of every kept clip of --clips, not only the held-out ones: for a "
+        "corpus no stage trained on (say, recorded with another seed)",
+    )
     parser.add_argument(
         "--action-samples",
         type=int,
@@ -141,11 +150,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     lam = models["lam"]
 
     try:
-        windows = heldout_windows(args.clips, args.frames, args.samples)
+        windows = heldout_windows(args.clips, args.frames, args.samples, args.every_clip)
     except ValueError as error:  # no held-out clip as long as --frames
         parser.error(f"--frames {args.frames}: {error}")
     truth = to_model(np.stack([w["frames"] for w in windows]))  # (B, T, C, H, W)
-    print(f"evaluating on {len(windows)} held-out windows of {args.frames} frames", flush=True)
+    scored = "every clip" if args.every_clip else "the held-out clips"
+    print(f"evaluating on {len(windows)} windows of {args.frames} frames of {scored}", flush=True)
 
     results: dict[str, float] = {}
     with torch.no_grad():
@@ -155,10 +165,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         results["tokenizer_ssim"] = float(metrics.ssim(reconstruction, truth).mean())
 
         inferred = lam.infer_actions(truth)  # (B, T-1)
-        scored = labelled_windows(
-            args.clips, max(args.action_samples, len(windows)), args.frames, logs
+        labelled = labelled_windows(
+            args.clips, max(args.action_samples, len(windows)), args.frames, logs, args.every_clip
         )
-        alignment, details = lam_alignment(lam, scored)
+        alignment, details = lam_alignment(lam, labelled)
         results |= alignment
         if "skipped" in details:
             print(f"LAM vs true actions skipped: {details['skipped']}", flush=True)
@@ -200,7 +210,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for name, value in results.items():
         print(f"  {name:26s} {value:10.4f}")
     tags = {f"upstream.{stage}_run": run for stage, run in runs.items()}
-    tags |= {"clips": str(args.clips), "samples": str(len(windows)), "frames": str(args.frames)}
+    tags |= {"clips": str(args.clips), "samples": str(len(windows)), "frames": str(args.frames),
+             "scored_clips": "every clip" if args.every_clip else "held-out"}  # fmt: skip
     if "skipped" in details:
         tags["lam_nmi_skipped"] = details["skipped"]
     tracker = Tracker.open("genie-eval", args.name, uri=uri, tags=tags)

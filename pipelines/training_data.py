@@ -205,22 +205,23 @@ def spread_starts(length: int, window: int, count: int) -> list[int]:
     return list(dict.fromkeys(np.linspace(0, length - window, count).round().astype(int).tolist()))
 
 
-def heldout_windows(path: str, window: int, count: int) -> list[dict]:
+def heldout_windows(path: str, window: int, count: int, every_clip: bool = False) -> list[dict]:
     """Up to `count` distinct windows of held-out clips, spread evenly over as many held-out
-    clips as there are (a metric of the first clip alone says little), never repeated.
+    clips as there are (a metric of the first clip alone says little), never repeated. With
+    `every_clip`, of every kept clip: for a corpus no stage trained on.
 
     Each is its row (`clip_id` and, where the data has them, `source_uri`, `start_s`) with
     `start` (first frame) and `frames` (window, H, W, 3) uint8 for curated clips, or `tokens`
     (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
     """
-    is_heldout = heldout_predicate(path)
+    is_heldout = (lambda row: True) if every_clip else heldout_predicate(path)
     heldout = sum(map(is_heldout, kept_split_rows(path)))
     per_clip = math.ceil(count / max(1, heldout))
     names = pads.dataset(path, format="parquet").schema.names
     tokens = "tokens" in names
     columns = ["clip_id", "tokens", "shape", "actions"] if tokens else ["clip_id", "video"]
     windows: list[dict] = []
-    ids = heldout_ids(path)  # on a small dataset, read only the held-out clips' rows
+    ids = None if every_clip else heldout_ids(path)  # small data: read only held-out rows
     for row in kept_clips(path, [*columns, "source_uri", "start_s", "source_id"], ids=ids):
         if not is_heldout(row):
             continue

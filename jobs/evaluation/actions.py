@@ -158,12 +158,16 @@ class LabelledWindows:
 
 
 def labelled_windows(
-    clips: str, samples: int, frames: int, logs: Mapping[str, str] | None = None
+    clips: str,
+    samples: int,
+    frames: int,
+    logs: Mapping[str, str] | None = None,
+    every_clip: bool = False,
 ) -> LabelledWindows:
     """Up to `samples` held-out windows of `frames` frames with their true actions (logs as
     `read_action_log` finds them), or `skipped`: how many windows have none and why the first
     has none. Raises ValueError where the clips hold no held-out window (`heldout_windows`)."""
-    windows = heldout_windows(clips, frames, samples)
+    windows = heldout_windows(clips, frames, samples, every_clip)
     video = np.stack([w["frames"] for w in windows])
     labelled = [true_actions(w, frames, logs=logs) for w in windows]
     missing = [why for labels, why in labelled if labels is None]

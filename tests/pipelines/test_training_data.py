@@ -70,3 +70,9 @@ def test_large_data_holds_out_by_the_hash_of_the_source(tmp_path, monkeypatch):
     kept = {row["source_id"] for row in rows if not is_heldout(row)}
     assert held.isdisjoint(kept)  # every clip of a source goes one way
     assert 0.03 < len(held) / 1000 < 0.07  # about 1 in 20 of the 1,000 videos
+
+
+def test_every_clip_of_an_unseen_corpus_can_be_scored(tmp_path):
+    data = str(write_token_shards(tmp_path / "tokens", count=40, frames=4))
+    windows = heldout_windows(data, window=4, count=100, every_clip=True)
+    assert sorted(w["clip_id"] for w in windows) == [f"clip{i:03d}" for i in range(40)]
