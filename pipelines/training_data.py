@@ -20,8 +20,8 @@ import ray.data
 
 from pipelines.video import read_frames
 
-HELDOUT_BUCKETS = 20  # 1 in 20 clips is held out on large data
-SMALL_DATASET = 10_000  # below this, hold out the clips with the lowest hashes (at least one)
+HELDOUT_BUCKETS = 20  # about 1 clip in 20 is held out, in whole sources where they allow it
+SMALL_DATASET = 10_000  # kept clips; up to this many, `heldout_ids` picks the held-out sources
 
 
 def clip_hash(clip_id: str) -> int:
@@ -52,14 +52,18 @@ def kept_split_rows(path: str) -> list[dict]:
 
 
 def heldout_ids(path: str) -> set[str] | None:
-    """Held-out clip ids of a small dataset; None for a large one (see `heldout_predicate`).
-
-    Whole sources (`split_key`), lowest hash first, until at least 1 clip in HELDOUT_BUCKETS is
-    held out (at least one clip); a source that would take the held-out share past 1 in 5 is
-    passed over, and where every source would (one long video), single clips are held out."""
-    if pads.dataset(path, format="parquet").count_rows() > SMALL_DATASET:
-        return None
+    """Held-out clip ids of a small dataset (up to SMALL_DATASET kept clips); None for a large
+    one (see `heldout_predicate`)."""
     rows = kept_split_rows(path)
+    return _heldout_sources(rows) if len(rows) <= SMALL_DATASET else None
+
+
+def _heldout_sources(rows: list[dict]) -> set[str]:
+    """Whole sources (`split_key`), lowest hash first, until 1 clip in HELDOUT_BUCKETS (at least
+    one) is held out, passing over a source that would take the held-out share past 1 in 5.
+    Where every source would (one long video; or a dataset under 10 clips, whose sources hold
+    more than one clip each), single clips are held out, and a held-out clip may share its
+    recording with training clips."""
     target, most = max(1, len(rows) // HELDOUT_BUCKETS), max(1, len(rows) // 5)
     sources: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -68,7 +72,7 @@ def heldout_ids(path: str) -> set[str] | None:
     for key in sorted(sources, key=clip_hash):
         if len(held) >= target:
             break
-        if len(held) + len(sources[key]) <= max(target, most):
+        if len(held) + len(sources[key]) <= most:
             held += sources[key]
     if not held:
         held = sorted((str(row["clip_id"]) for row in rows), key=clip_hash)[:target]
@@ -76,12 +80,20 @@ def heldout_ids(path: str) -> set[str] | None:
 
 
 def heldout_predicate(path: str) -> Callable[[Mapping], bool]:
-    """Whether a kept row (`split_columns`) is held out: `heldout_ids` on a small dataset, else
-    the rows whose `split_key` hashes into bucket 0 of HELDOUT_BUCKETS."""
-    small = heldout_ids(path)
-    if small is not None:
+    """Whether a kept row (`split_columns`) is held out: `heldout_ids` on a small dataset; on a
+    large one the rows whose `split_key` hashes into bucket 0 of HELDOUT_BUCKETS, or, where that
+    holds out no clip or more than 1 in 5 (a few long videos), the rows whose clip id does."""
+    rows = kept_split_rows(path)
+    if len(rows) <= SMALL_DATASET:
+        small = _heldout_sources(rows)
         return lambda row: str(row["clip_id"]) in small
-    return lambda row: clip_hash(split_key(row)) % HELDOUT_BUCKETS == 0
+
+    def by_source(row: Mapping) -> bool:
+        return clip_hash(split_key(row)) % HELDOUT_BUCKETS == 0
+
+    if 0 < sum(map(by_source, rows)) <= len(rows) // 5:
+        return by_source
+    return lambda row: clip_hash(str(row["clip_id"])) % HELDOUT_BUCKETS == 0
 
 
 def _passes(path: str, per_clip: int, samples_needed: int) -> int:
@@ -206,40 +218,45 @@ def spread_starts(length: int, window: int, count: int) -> list[int]:
 
 
 def heldout_windows(path: str, window: int, count: int, every_clip: bool = False) -> list[dict]:
-    """Up to `count` distinct windows of held-out clips, spread evenly over as many held-out
-    clips as there are (a metric of the first clip alone says little), never repeated. With
-    `every_clip`, of every kept clip: for a corpus no stage trained on.
+    """Up to `count` distinct windows of held-out clips, spread evenly over the held-out clips
+    (a metric of the first clip alone says little; with more clips than `count`, `count` clips
+    spread over the dataset, one window each), never repeated. With `every_clip`, of every kept
+    clip: for a corpus no stage trained on.
 
-    Each is its row (`clip_id` and, where the data has them, `source_uri`, `start_s`) with
-    `start` (first frame) and `frames` (window, H, W, 3) uint8 for curated clips, or `tokens`
-    (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
+    Each is its row (`clip_id` and, where the data has them, `source_uri`, `start_s`,
+    `source_id`) with `start` (first frame) and `frames` (window, H, W, 3) uint8 for curated
+    clips, or `tokens` (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
     """
     is_heldout = (lambda row: True) if every_clip else heldout_predicate(path)
-    heldout = sum(map(is_heldout, kept_split_rows(path)))
-    per_clip = math.ceil(count / max(1, heldout))
+    scored = [str(row["clip_id"]) for row in kept_split_rows(path) if is_heldout(row)]
+    per_clip = math.ceil(count / max(1, len(scored)))
+    spread = np.linspace(0, len(scored) - 1, min(count, len(scored))).round().astype(int)
+    first = {scored[i] for i in spread.tolist()}
     names = pads.dataset(path, format="parquet").schema.names
     tokens = "tokens" in names
     columns = ["clip_id", "tokens", "shape", "actions"] if tokens else ["clip_id", "video"]
     windows: list[dict] = []
-    ids = None if every_clip else heldout_ids(path)  # small data: read only held-out rows
-    for row in kept_clips(path, [*columns, "source_uri", "start_s", "source_id"], ids=ids):
-        if not is_heldout(row):
+    # The spread clips first; the others only where a spread clip is shorter than `window`.
+    for ids in (first, set(scored) - first):
+        if not ids:
             continue
-        if tokens:
-            clip = np.asarray(row.pop("tokens"), np.int16).reshape(row.pop("shape"))
-            clip_actions = np.asarray(row.pop("actions"), np.int64)
-        else:
-            clip = read_frames(row.pop("video"))
-        for start in spread_starts(len(clip), window, per_clip):
-            cut = {"start": start}
+        for row in kept_clips(path, [*columns, "source_uri", "start_s", "source_id"], ids=ids):
             if tokens:
-                cut |= {"tokens": clip[start : start + window],
-                        "actions": clip_actions[start : start + window - 1]}  # fmt: skip
+                clip = np.asarray(row.pop("tokens"), np.int16).reshape(row.pop("shape"))
+                clip_actions = np.asarray(row.pop("actions"), np.int64)
             else:
-                cut["frames"] = clip[start : start + window]
-            windows.append(row | cut)
-            if len(windows) == count:
-                return windows
+                clip = read_frames(row.pop("video"))
+            for start in spread_starts(len(clip), window, per_clip):
+                cut = {"start": start}
+                if tokens:
+                    cut |= {"tokens": clip[start : start + window],
+                            "actions": clip_actions[start : start + window - 1]}  # fmt: skip
+                else:
+                    cut["frames"] = clip[start : start + window]
+                windows.append(row | cut)
+                if len(windows) == count:
+                    return windows
     if not windows:
-        raise ValueError(f"no held-out clips of {window} frames or more in {path}")
+        which = "clips" if every_clip else "held-out clips"
+        raise ValueError(f"no {which} of {window} frames or more in {path}")
     return windows
