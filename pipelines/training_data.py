@@ -80,10 +80,20 @@ def _heldout_sources(rows: list[dict]) -> set[str]:
 
 
 def heldout_predicate(path: str) -> Callable[[Mapping], bool]:
-    """Whether a kept row (`split_columns`) is held out: `heldout_ids` on a small dataset; on a
-    large one the rows whose `split_key` hashes into bucket 0 of HELDOUT_BUCKETS, or, where that
-    holds out no clip or more than 1 in 5 (a few long videos), the rows whose clip id does."""
+    """Whether a kept row (`split_columns`) is held out (`heldout_split`)."""
+    return heldout_split(path)[1]
+
+
+def heldout_split(path: str) -> tuple[list[dict], Callable[[Mapping], bool]]:
+    """The kept rows (`kept_split_rows`, read once) and whether a row is held out: `heldout_ids`
+    on a small dataset; on a large one the rows whose `split_key` hashes into bucket 0 of
+    HELDOUT_BUCKETS, or, where that holds out no clip or more than 1 in 5 (a few long videos),
+    the rows whose clip id does."""
     rows = kept_split_rows(path)
+    return rows, _heldout_rule(rows)
+
+
+def _heldout_rule(rows: list[dict]) -> Callable[[Mapping], bool]:
     if len(rows) <= SMALL_DATASET:
         small = _heldout_sources(rows)
         return lambda row: str(row["clip_id"]) in small
@@ -99,8 +109,8 @@ def heldout_predicate(path: str) -> Callable[[Mapping], bool]:
 def _passes(path: str, per_clip: int, samples_needed: int) -> int:
     """Passes over the training clips (kept, not held out) that give `samples_needed` windows,
     plus one: workers split the stream unevenly and each drops its last partial batch."""
-    is_heldout = heldout_predicate(path)
-    clips = max(1, sum(not is_heldout(row) for row in kept_split_rows(path)))
+    rows, is_heldout = heldout_split(path)
+    clips = max(1, sum(not is_heldout(row) for row in rows))
     return math.ceil(samples_needed / (clips * per_clip)) + 1
 
 
@@ -227,8 +237,8 @@ def heldout_windows(path: str, window: int, count: int, every_clip: bool = False
     `source_id`) with `start` (first frame) and `frames` (window, H, W, 3) uint8 for curated
     clips, or `tokens` (window, h, w) int16 and `actions` (window-1,) int64 for token shards.
     """
-    is_heldout = (lambda row: True) if every_clip else heldout_predicate(path)
-    scored = [str(row["clip_id"]) for row in kept_split_rows(path) if is_heldout(row)]
+    rows, is_heldout = heldout_split(path)
+    scored = [str(row["clip_id"]) for row in rows if every_clip or is_heldout(row)]
     per_clip = math.ceil(count / max(1, len(scored)))
     spread = np.linspace(0, len(scored) - 1, min(count, len(scored))).round().astype(int)
     first = {scored[i] for i in spread.tolist()}
