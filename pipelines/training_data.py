@@ -106,12 +106,25 @@ def _heldout_rule(rows: list[dict]) -> Callable[[Mapping], bool]:
     return lambda row: clip_hash(str(row["clip_id"])) % HELDOUT_BUCKETS == 0
 
 
-def _passes(path: str, per_clip: int, samples_needed: int) -> int:
-    """Passes over the training clips (kept, not held out) that give `samples_needed` windows,
-    plus one: workers split the stream unevenly and each drops its last partial batch."""
-    rows, is_heldout = heldout_split(path)
+def _passes(
+    rows: list[dict], is_heldout: Callable[[Mapping], bool], per_clip: int, samples_needed: int
+) -> int:
+    """Passes over the training clips (kept `rows`, not held out) that give `samples_needed`
+    windows, plus one: workers split the stream unevenly and each drops its last partial batch."""
     clips = max(1, sum(not is_heldout(row) for row in rows))
-    return math.ceil(samples_needed / (clips * per_clip)) + 1
+    return math.ceil(samples_needed / (clips * per_clip)) + 1  # fmt: skip
+
+
+def split_note(path: str) -> str | None:
+    """A log line when the data records no `source_id` (clips or token shards written by an
+    older `genie curate` or `genie tokenize`): its held-out clips are chosen one by one, so one
+    can share its recording with training clips. None when it records them."""
+    if "source_id" in split_columns(path):
+        return None
+    return (
+        f"[split] {path} has no source_id column, so held-out clips are chosen one by one and "
+        "may share a recording with training clips; write it again to hold out whole recordings"
+    )
 
 
 class ClipWindows:
@@ -172,8 +185,8 @@ def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -
     """One streaming read of the training clips; each clip is decoded once and gives its
     windows for every pass. (A read per pass, unioned, spent a minute starting Ray tasks on
     six test clips before the first batch.) The trainer's shuffle buffer mixes the clips."""
-    is_heldout = heldout_predicate(path)
-    passes = _passes(path, per_clip, samples_needed)
+    rows, is_heldout = heldout_split(path)
+    passes = _passes(rows, is_heldout, per_clip, samples_needed)
     split = [c for c in split_columns(path) if c not in columns]
     rows = read_kept(path, [*columns, *split]).filter(lambda row: not is_heldout(row))
     return rows.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)

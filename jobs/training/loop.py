@@ -30,7 +30,7 @@ from jobs.training.parallelize import build_parallel, full_value, unwrap
 from jobs.training.schedule import warmup_cosine
 from jobs.training.stages import STAGES, Stage, heldout_note
 from models.checkpoint import config_dict
-from pipelines import storage
+from pipelines import storage, training_data
 
 
 @contextmanager
@@ -114,8 +114,13 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     # the replay computes the same values).
     logged_through = tracker.last_logged_step("loss") if tracker else -1
     heldout = stage.heldout_batch(config, device)
-    if rank == 0 and (note := heldout_note(stage.name, heldout, config.window)):
-        say(note)
+    if rank == 0:
+        for note in (
+            training_data.split_note(config.data),
+            heldout_note(stage.name, heldout, config.window),
+        ):
+            if note:
+                say(note)
     if state is None:
         # Step 0 of every held-out curve: the untrained model, what training is measured against.
         baseline, _ = stage.evaluate(unwrap(model), heldout, config)  # every rank: see unwrap

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import training_data
@@ -106,3 +107,22 @@ def test_large_data_falls_back_to_clips_where_few_sources_would_hold_out_none(
     is_heldout = heldout_predicate(data)
     rows = [{"clip_id": f"clip{i:03d}", "source_id": f"source{s}"} for i, s in enumerate(sources)]
     assert 0 < sum(map(is_heldout, rows)) <= 60  # about 1 in 20 of the clips
+
+
+def test_token_shards_without_source_ids_are_named_in_the_log(tmp_path):
+    """Token shards written before they carried `source_id` split clip by clip, so a held-out
+    clip can share its recording with training clips: each stage's log says so, naming the
+    data. Shards that carry the column split by source and say nothing."""
+    data = write_token_shards(
+        tmp_path / "new", count=40, frames=5, sources=[i // 4 for i in range(40)]
+    )
+    assert training_data.split_note(str(data)) is None
+
+    old = tmp_path / "old"
+    old.mkdir()
+    table = pq.read_table(data / "part-00000.parquet").drop_columns(["source_id"])
+    pq.write_table(table, old / "part-00000.parquet")
+    note = training_data.split_note(str(old))
+    assert note is not None and str(old) in note and "no source_id column" in note
+    held = heldout_ids(str(old))
+    assert held is not None and len(held) == 2  # one clip at a time, 1 in 20
