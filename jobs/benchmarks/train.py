@@ -104,7 +104,8 @@ def plain_loop(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optim.lr)
 
     def train_step(step: int) -> None:
-        batch = stage.inputs(dict(zip(windows, batches[step % len(batches)], strict=True)), device)
+        raw = dict(zip(windows, batches[step % len(batches)], strict=True))
+        batch = stage.inputs(raw, device, config)
         with autocast(config, device):
             loss, _ = stage.loss(model, batch, step)
         optimizer.zero_grad(set_to_none=True)

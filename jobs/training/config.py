@@ -35,6 +35,12 @@ class TrainConfig:
     # Windows each worker mixes before batching. A clip's windows arrive together, so without
     # it a batch holds one clip's windows, which trains far worse.
     shuffle_buffer: int = bounded(256, 0, 4096)  # 0: no shuffle
+    # Augmenting the training windows of the tokenizer and the LAM (a window's frames together;
+    # the held-out windows never; both off is the paper's form). flip: mirror left-right with
+    # probability 1/2. permute_colors: put the RGB channels in one of their 6 orders, drawn
+    # uniformly, so a corpus of a few palettes teaches codes for colours it does not show.
+    flip: bool = False
+    permute_colors: bool = False
     seed: int = bounded(0, 0, 2**31 - 1)  # rank r seeds with seed + r: all within NumPy's 2**32
     num_workers: int = bounded(1, 1, 4096)
     use_gpu: bool = False
@@ -57,6 +63,11 @@ class TrainConfig:
         require(bool(self.name), "name", "be set (e.g. name=tokenizer-tiny)", self.name)
         plain_name("name", self.name)  # a folder under storage_path: never a way out of it
         require(bool(self.data), "data", "point at curated clips or token shards", self.data)
+        for name in ("flip", "permute_colors"):
+            require(
+                not (getattr(self, name) and self.stage == "dynamics"), name,
+                "be false for stage dynamics (it trains on tokens, not frames)", True,
+            )  # fmt: skip
         require(
             self.eval_every % self.log_every == 0, "eval_every", f"be a multiple of log_every={self.log_every}",
             self.eval_every,

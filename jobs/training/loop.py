@@ -142,7 +142,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
             continue  # data position: a resumed run skips what the killed run consumed
         if step >= config.steps:
             break
-        inputs = stage.inputs(batch, device)
+        inputs = stage.inputs(batch, device, config)
         model.train()
         with autocast(config, device):
             loss, terms = stage.loss(model, inputs, step)

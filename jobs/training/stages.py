@@ -6,6 +6,7 @@ synchronises gradients across workers under DDP and gathers the parameter shards
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,18 @@ class FrameStage(Stage):
         return {"frames": to_model(np.stack([w["frames"] for w in windows]), device)}
 
     def inputs(
-        self, batch: dict[str, torch.Tensor], device: torch.device
+        self, batch: dict[str, torch.Tensor], device: torch.device, config: TrainConfig
     ) -> dict[str, torch.Tensor]:
-        return {"frames": to_model(batch["frames"], device)}
+        frames = to_model(batch["frames"], device)  # (B, T, C, H, W)
+        # The rank's torch RNG: a resumed run draws the same augmentations again.
+        if config.flip:
+            mirrored = torch.rand(len(frames), device=device) < 0.5
+            frames = torch.where(mirrored[:, None, None, None, None], frames.flip(-1), frames)
+        if config.permute_colors:
+            orders = torch.tensor(list(itertools.permutations(range(3))), device=device)
+            order = orders[torch.randint(len(orders), (len(frames),), device=device)]
+            frames = frames.gather(2, order[:, None, :, None, None].expand_as(frames))
+        return {"frames": frames}
 
 
 @dataclass(frozen=True)
@@ -167,7 +177,7 @@ class DynamicsStage(Stage):
             for name in ("tokens", "actions")
         }
 
-    def inputs(self, batch, device):
+    def inputs(self, batch, device, config):
         return {
             "tokens": batch["tokens"].long().to(device),
             "actions": batch["actions"].long().to(device),

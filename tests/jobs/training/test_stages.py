@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import torch
 
-from jobs.common.config import load_config
+from jobs.common.config import ConfigError, load_config
 from jobs.training.config import TrainConfig
 from jobs.training.stages import HELDOUT_SAMPLES, STAGES, heldout_note
 from tests.clips import write_token_shards
@@ -29,3 +32,39 @@ def test_fewer_heldout_windows_than_asked_are_reported(tmp_path):
             )
         else:
             assert note is None
+
+
+def test_augmentations_change_each_training_window_whole():
+    """flip=true mirrors each training window left-right with probability 1/2; permute_colors
+    puts its RGB channels in one of their 6 orders. Each applies to all of a window's frames
+    together. Off (the paper's form) leaves the batch as it came. Dynamics trains on tokens, so
+    either there is refused before any work, naming the field."""
+    frames = torch.randint(0, 256, (64, 3, 9, 16, 3), dtype=torch.uint8)
+    stage, cpu = STAGES["tokenizer"], torch.device("cpu")
+    base = ["stage=tokenizer", "name=x", "data=d"]
+
+    def augmented(*overrides: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        config = load_config(TrainConfig, None, [*base, *overrides])
+        return stage.inputs({"frames": frames}, cpu, config)["frames"]
+
+    plain = augmented()
+    assert torch.equal(plain, frames.permute(0, 1, 4, 2, 3).float() / 255)
+
+    mirrored = augmented("flip=true")
+    kept = (mirrored == plain).flatten(1).all(1)
+    flipped = (mirrored == plain.flip(-1)).flatten(1).all(1)
+    assert bool((kept ^ flipped).all())  # every window wholly one or the other
+    assert 16 <= int(flipped.sum()) <= 48
+
+    recoloured = augmented("permute_colors=true")
+    orders = list(itertools.permutations(range(3)))
+    drawn = [
+        [o for o in orders if torch.equal(recoloured[i], plain[i][:, list(o)])] for i in range(64)
+    ]
+    assert all(len(d) == 1 for d in drawn)  # each window one channel order, all frames alike
+    assert {d[0] for d in drawn} == set(orders)
+
+    for name in ("flip", "permute_colors"):
+        with pytest.raises(ConfigError, match=f"config field '{name}' must be false for stage dyn"):
+            load_config(TrainConfig, None, ["stage=dynamics", "name=x", "data=d", f"{name}=true"])
