@@ -112,18 +112,22 @@ def _passes(
     """Passes over the training clips (kept `rows`, not held out) that give `samples_needed`
     windows, plus one: workers split the stream unevenly and each drops its last partial batch."""
     clips = max(1, sum(not is_heldout(row) for row in rows))
-    return math.ceil(samples_needed / (clips * per_clip)) + 1  # fmt: skip
+    return math.ceil(samples_needed / (clips * per_clip)) + 1
 
 
-def split_note(path: str) -> str | None:
-    """A log line when the data records no `source_id` (clips or token shards written by an
-    older `genie curate` or `genie tokenize`): its held-out clips are chosen one by one, so one
-    can share its recording with training clips. None when it records them."""
-    if "source_id" in split_columns(path):
+def split_note(stage: str, path: str) -> str | None:
+    """A log line when kept clips of the data record no `source_id` (clips curated, or token
+    shards written, by an older `genie curate` or `genie tokenize`): the split holds those out
+    one by one, so a held-out clip can share its recording with training clips. None when
+    every kept clip records its source."""
+    rows = kept_split_rows(path)
+    missing = sum(not row.get("source_id") for row in rows)
+    if not missing:
         return None
     return (
-        f"[split] {path} has no source_id column, so held-out clips are chosen one by one and "
-        "may share a recording with training clips; write it again to hold out whole recordings"
+        f"[{stage}] {missing} of {len(rows)} kept clips in {path} record no source_id, so the "
+        "held-out split takes them one by one and a held-out clip may share a recording with "
+        "training clips; curate the videos again (then tokenize) to hold out whole recordings"
     )
 
 
@@ -188,8 +192,8 @@ def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -
     rows, is_heldout = heldout_split(path)
     passes = _passes(rows, is_heldout, per_clip, samples_needed)
     split = [c for c in split_columns(path) if c not in columns]
-    rows = read_kept(path, [*columns, *split]).filter(lambda row: not is_heldout(row))
-    return rows.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
+    training = read_kept(path, [*columns, *split]).filter(lambda row: not is_heldout(row))
+    return training.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
 
 
 def clip_windows(

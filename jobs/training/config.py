@@ -38,7 +38,7 @@ class TrainConfig:
     # Augmenting the training windows of the tokenizer and the LAM (a window's frames together;
     # the held-out windows never; both off is the paper's form). flip: mirror left-right with
     # probability 1/2. permute_colors: put the RGB channels in one of their 6 orders, drawn
-    # uniformly, so a corpus of a few palettes teaches codes for colours it does not show.
+    # uniformly, so a corpus of a few palettes also teaches their channel-swapped variants.
     flip: bool = False
     permute_colors: bool = False
     seed: int = bounded(0, 0, 2**31 - 1)  # rank r seeds with seed + r: all within NumPy's 2**32
@@ -66,7 +66,7 @@ class TrainConfig:
         for name in ("flip", "permute_colors"):
             require(
                 not (getattr(self, name) and self.stage == "dynamics"), name,
-                "be false for stage dynamics (it trains on tokens, not frames)", True,
+                "be false for stage dynamics (it trains on tokens, not frames)", getattr(self, name),
             )  # fmt: skip
         require(
             self.eval_every % self.log_every == 0, "eval_every", f"be a multiple of log_every={self.log_every}",

@@ -116,7 +116,7 @@ def train_loop_per_worker(values: dict[str, Any]) -> None:
     heldout = stage.heldout_batch(config, device)
     if rank == 0:
         for note in (
-            training_data.split_note(config.data),
+            training_data.split_note(stage.name, config.data),
             heldout_note(stage.name, heldout, config.window),
         ):
             if note:

@@ -6,7 +6,6 @@ synchronises gradients across workers under DDP and gathers the parameter shards
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +87,16 @@ class FrameStage(Stage):
     def inputs(
         self, batch: dict[str, torch.Tensor], device: torch.device, config: TrainConfig
     ) -> dict[str, torch.Tensor]:
-        frames = to_model(batch["frames"], device)  # (B, T, C, H, W)
-        # The rank's torch RNG: a resumed run draws the same augmentations again.
+        """A training batch of windows (B, T, H, W, C) uint8 -> model frames (B, T, C, H, W) in
+        [0, 1] on `device`, each window augmented as `config` asks (`flip`, `permute_colors`).
+        The draws come from the torch RNG of `device`, which checkpoints restore, so a resumed
+        run augments as the killed one did. Held-out windows never pass through here."""
+        frames = to_model(batch["frames"], device)
         if config.flip:
             mirrored = torch.rand(len(frames), device=device) < 0.5
             frames = torch.where(mirrored[:, None, None, None, None], frames.flip(-1), frames)
         if config.permute_colors:
-            orders = torch.tensor(list(itertools.permutations(range(3))), device=device)
-            order = orders[torch.randint(len(orders), (len(frames),), device=device)]
+            order = torch.rand(len(frames), 3, device=device).argsort(1)  # uniform over the 6
             frames = frames.gather(2, order[:, None, :, None, None].expand_as(frames))
         return {"frames": frames}
 

@@ -109,20 +109,24 @@ def test_large_data_falls_back_to_clips_where_few_sources_would_hold_out_none(
     assert 0 < sum(map(is_heldout, rows)) <= 60  # about 1 in 20 of the clips
 
 
-def test_token_shards_without_source_ids_are_named_in_the_log(tmp_path):
-    """Token shards written before they carried `source_id` split clip by clip, so a held-out
-    clip can share its recording with training clips: each stage's log says so, naming the
-    data. Shards that carry the column split by source and say nothing."""
+def test_split_note_names_data_whose_clips_record_no_source(tmp_path):
+    """Token shards without `source_id` (no column, or a column of nulls: shards tokenized from
+    clips curated before clips recorded it) are split clip by clip, so a held-out clip can
+    share its recording with training clips: `split_note`, which each training stage logs,
+    says so, naming the data and the count. Data that records every source gives no note."""
     data = write_token_shards(
         tmp_path / "new", count=40, frames=5, sources=[i // 4 for i in range(40)]
     )
-    assert training_data.split_note(str(data)) is None
+    assert training_data.split_note("dynamics", str(data)) is None
 
-    old = tmp_path / "old"
-    old.mkdir()
+    no_column = tmp_path / "no_column"
+    no_column.mkdir()
     table = pq.read_table(data / "part-00000.parquet").drop_columns(["source_id"])
-    pq.write_table(table, old / "part-00000.parquet")
-    note = training_data.split_note(str(old))
-    assert note is not None and str(old) in note and "no source_id column" in note
-    held = heldout_ids(str(old))
-    assert held is not None and len(held) == 2  # one clip at a time, 1 in 20
+    pq.write_table(table, no_column / "part-00000.parquet")
+    nulls = write_token_shards(tmp_path / "nulls", count=40, frames=5)
+    for old in (no_column, nulls):
+        note = training_data.split_note("dynamics", str(old))
+        assert note is not None and note.startswith("[dynamics] 40 of 40 kept clips in ")
+        assert str(old) in note and "record no source_id" in note
+        held = heldout_ids(str(old))
+        assert held is not None and len(held) == 2  # clip by clip: 1 in 20

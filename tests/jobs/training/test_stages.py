@@ -10,7 +10,7 @@ import torch
 from jobs.common.config import ConfigError, load_config
 from jobs.training.config import TrainConfig
 from jobs.training.stages import HELDOUT_SAMPLES, STAGES, heldout_note
-from tests.clips import write_token_shards
+from tests.clips import write_clips, write_token_shards
 
 
 def test_fewer_heldout_windows_than_asked_are_reported(tmp_path):
@@ -34,36 +34,51 @@ def test_fewer_heldout_windows_than_asked_are_reported(tmp_path):
             assert note is None
 
 
-def test_augmentations_change_each_training_window_whole():
+def test_augmentations_change_each_training_window_whole(tmp_path):
     """flip=true mirrors each training window left-right with probability 1/2; permute_colors
     puts its RGB channels in one of their 6 orders. Each applies to all of a window's frames
-    together. Off (the paper's form) leaves the batch as it came. Dynamics trains on tokens, so
-    either there is refused before any work, naming the field."""
+    together, for the tokenizer and the LAM; the same seed draws the same augmentations (what a
+    resumed run relies on); held-out windows are never augmented. Off (the paper's form) leaves
+    the batch as it came. Dynamics trains on tokens: either option there is refused before any
+    work, naming the field."""
     frames = torch.randint(0, 256, (64, 3, 9, 16, 3), dtype=torch.uint8)
-    stage, cpu = STAGES["tokenizer"], torch.device("cpu")
-    base = ["stage=tokenizer", "name=x", "data=d"]
+    cpu = torch.device("cpu")
 
-    def augmented(*overrides: str) -> torch.Tensor:
+    def augmented(stage: str, *overrides: str) -> torch.Tensor:
         torch.manual_seed(0)
-        config = load_config(TrainConfig, None, [*base, *overrides])
-        return stage.inputs({"frames": frames}, cpu, config)["frames"]
+        config = load_config(TrainConfig, None, [f"stage={stage}", "name=x", "data=d", *overrides])
+        return STAGES[stage].inputs({"frames": frames}, cpu, config)["frames"]
 
-    plain = augmented()
+    plain = augmented("tokenizer")
     assert torch.equal(plain, frames.permute(0, 1, 4, 2, 3).float() / 255)
-
-    mirrored = augmented("flip=true")
-    kept = (mirrored == plain).flatten(1).all(1)
-    flipped = (mirrored == plain.flip(-1)).flatten(1).all(1)
-    assert bool((kept ^ flipped).all())  # every window wholly one or the other
-    assert 16 <= int(flipped.sum()) <= 48
-
-    recoloured = augmented("permute_colors=true")
     orders = list(itertools.permutations(range(3)))
-    drawn = [
-        [o for o in orders if torch.equal(recoloured[i], plain[i][:, list(o)])] for i in range(64)
-    ]
-    assert all(len(d) == 1 for d in drawn)  # each window one channel order, all frames alike
-    assert {d[0] for d in drawn} == set(orders)
+    for stage in ("tokenizer", "lam"):
+        mirrored = augmented(stage, "flip=true")
+        kept = (mirrored == plain).flatten(1).all(1)
+        flipped = (mirrored == plain.flip(-1)).flatten(1).all(1)
+        assert bool((kept ^ flipped).all())  # every window wholly one or the other
+        assert 16 <= int(flipped.sum()) <= 48
+
+        recoloured = augmented(stage, "permute_colors=true")
+        drawn = [
+            [o for o in orders if torch.equal(recoloured[i], plain[i][:, list(o)])]
+            for i in range(64)
+        ]
+        assert all(len(d) == 1 for d in drawn)  # each window one channel order, all frames alike
+        assert {d[0] for d in drawn} == set(orders)
+
+        both = augmented(stage, "flip=true", "permute_colors=true")
+        assert torch.equal(both, augmented(stage, "flip=true", "permute_colors=true"))
+        assert not torch.equal(both, plain)
+
+    clips = write_clips(tmp_path / "clips", count=20, frames=5)
+    heldout = {}
+    for flags in ([], ["flip=true", "permute_colors=true"]):
+        config = load_config(
+            TrainConfig, None, ["stage=tokenizer", "name=x", f"data={clips}", "window=4", *flags]
+        )
+        heldout[bool(flags)] = STAGES["tokenizer"].heldout_batch(config, cpu)["frames"]
+    assert torch.equal(heldout[False], heldout[True])
 
     for name in ("flip", "permute_colors"):
         with pytest.raises(ConfigError, match=f"config field '{name}' must be false for stage dyn"):
