@@ -204,7 +204,15 @@ def up(platform: Platform) -> None:
                 f"set GENIE_{'DASHBOARD' if service == 'ray' else 'MLFLOW'}_PORT to a free port"
             )
     start(platform, "mlflow", mlflow_command(platform), f"{platform.mlflow_url}/health", None)
-    start(platform, "ray", ray_command(platform), f"{platform.dashboard_url}/api/jobs/", token)
+    # Ready once the jobs API answers and the head's dashboard agent, which runs submitted
+    # jobs, does: the head answers first, and a job submitted before its agent is up fails
+    # with "No available agent to submit job" after 10 s (seen with the machine busy).
+    agent_health = f"http://{HOST}:{platform.ports.ray_agent}/api/healthz"
+    start(
+        platform, "ray", ray_command(platform), None, token,
+        ready=lambda: http_status(f"{platform.dashboard_url}/api/jobs/", token) == 200
+        and http_status(agent_health) == 200,
+    )  # fmt: skip
     for number, service in enumerate(worker_services(platform), start=1):
         start(
             platform, service, worker_node_command(platform), None, token,

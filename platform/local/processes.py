@@ -184,8 +184,9 @@ def start(
     token: str | None,
     ready: Callable[[], bool] | None = None,
 ) -> None:
-    """Start `service` in its own process group and wait until `ready_url` answers 200 (or,
-    for a node, which has no URL of its own, until `ready()` says so)."""
+    """Start `service` in its own process group and wait until `ready_url` answers 200, or,
+    where `ready` is given (a node, which has no URL of its own; the head, ready only once its
+    dashboard agent is too), until `ready()` says so."""
     pid = running_pid(platform, service)
     if pid:
         print(f"{service}: already running (pid {pid})")
