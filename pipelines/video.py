@@ -2,7 +2,7 @@
 
 Frames are RGB uint8 arrays shaped (H, W, 3). The same frames give the same bytes on every run
 (clip ids and dataset hashes depend on it): encoders run single-threaded, libx264 without
-macroblock-tree rate control, and containers are written bit-exact.
+macroblock-tree rate control, libvpx at a fixed speed, and containers are written bit-exact.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import numpy as np
 # Without macroblock-tree rate control: with it, the libx264 in PyAV's wheels gives different
 # bytes for the same frames from one run to the next (seen on small frames, e.g. 64x36).
 X264_REPRODUCIBLE = {"x264-params": "mbtree=0"}
+# libvpx in realtime mode with a positive cpu-used picks its speed frame by frame from how long
+# the last frames took to encode, so the bytes depend on the machine's load; a negative value
+# fixes the speed at its magnitude.
+VPX_REPRODUCIBLE = {"deadline": "realtime", "cpu-used": "-8"}
 # container suffix -> (codec, pixel format, codec options)
 CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
     ".mp4": ("libx264", "yuv420p", {"preset": "veryfast", "crf": "20", **X264_REPRODUCIBLE}),
@@ -25,7 +29,7 @@ CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
     ".webm": (
         "libvpx",
         "yuv420p",
-        {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "1M"},
+        {**VPX_REPRODUCIBLE, "crf": "10", "b": "1M"},
     ),
 }
 VFR_TIME_BASE = Fraction(1, 1000)
