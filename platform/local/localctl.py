@@ -187,6 +187,17 @@ def recorded_nodes(platform: Platform) -> int | None:
     return int(json.loads(path.read_text()).get("nodes", 1))
 
 
+def head_ready(platform: Platform, token: str | None) -> bool:
+    """The head takes jobs: its jobs API answers, and so does its dashboard agent, which runs
+    them. The jobs API answers seconds before the agent, and a job submitted in between fails
+    with "No available agent to submit job" after 10 s (seen with the machine busy)."""
+    agent_health = f"http://{HOST}:{platform.ports.ray_agent}/api/healthz"
+    return (
+        http_status(f"{platform.dashboard_url}/api/jobs/", token) == 200
+        and http_status(agent_health) == 200
+    )
+
+
 def up(platform: Platform) -> None:
     make_private(platform)
     token = ensure_token()
@@ -204,14 +215,9 @@ def up(platform: Platform) -> None:
                 f"set GENIE_{'DASHBOARD' if service == 'ray' else 'MLFLOW'}_PORT to a free port"
             )
     start(platform, "mlflow", mlflow_command(platform), f"{platform.mlflow_url}/health", None)
-    # Ready once the jobs API answers and the head's dashboard agent, which runs submitted
-    # jobs, does: the head answers first, and a job submitted before its agent is up fails
-    # with "No available agent to submit job" after 10 s (seen with the machine busy).
-    agent_health = f"http://{HOST}:{platform.ports.ray_agent}/api/healthz"
     start(
         platform, "ray", ray_command(platform), None, token,
-        ready=lambda: http_status(f"{platform.dashboard_url}/api/jobs/", token) == 200
-        and http_status(agent_health) == 200,
+        ready=lambda: head_ready(platform, token),
     )  # fmt: skip
     for number, service in enumerate(worker_services(platform), start=1):
         start(
@@ -237,10 +243,7 @@ def down(platform: Platform) -> None:
 
 def status(platform: Platform) -> None:
     token = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else None
-    ray_ok = (
-        running_pid(platform, "ray")
-        and http_status(f"{platform.dashboard_url}/api/jobs/", token) == 200
-    )
+    ray_ok = running_pid(platform, "ray") and head_ready(platform, token)
     mlflow_ok = (
         running_pid(platform, "mlflow") and http_status(f"{platform.mlflow_url}/health") == 200
     )

@@ -134,22 +134,14 @@ def test_up_twice_is_harmless(local_platform: LocalPlatform):
 
 
 @pytest.mark.slow
-def agent_answers(platform: LocalPlatform) -> bool:
-    url = f"http://127.0.0.1:{platform.ports['RAY_AGENT']}/api/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def test_up_status_down_leaves_no_process_behind():
     """`up` returns once the head's dashboard agent answers too: a job submitted before it is
     up fails ("No available agent to submit job"), and the agent starts seconds after the jobs
     API. `down` leaves no process behind."""
     platform = start_platform()
     try:
-        assert agent_answers(platform)
+        agent_health = f"http://127.0.0.1:{platform.ports['RAY_AGENT']}/api/healthz"
+        assert http_status(agent_health) == 200
         status = platform.ctl("status")
         assert status.returncode == 0
         assert f"{platform.dashboard_url}" in status.stdout
