@@ -64,7 +64,7 @@ def record_coinrun(raw: Path, segments: int, seed: int) -> list[str]:
 
 GAMES: dict[str, Game] = {
     "platformer": Game(default_videos=10, presets="demo", source=render_platformer),
-    "coinrun": Game(default_videos=40, presets="demo-coinrun", source=record_coinrun),
+    "coinrun": Game(default_videos=120, presets="demo-coinrun", source=record_coinrun),
 }
 
 
@@ -201,7 +201,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--videos",
         type=int,
         default=None,
-        help="gameplay videos to render or record (default 10 platformer, 40 CoinRun)",
+        help="gameplay videos to render or record (default 10 platformer, 120 CoinRun)",
     )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     return parser

@@ -36,7 +36,7 @@ DEFAULT_VENV = Path(os.environ.get("GENIE_HOME", REPO / ".genie")) / "recorders"
 
 EPILOG = """\
 examples:
-  genie record coinrun --out data/coinrun/raw --segments 40 --seed 0
+  genie record coinrun --out data/coinrun/raw --segments 120 --seed 0
   genie record coinrun --out /tmp/cr --segments 2 --seconds 5 --hold-min 5 --hold-max 15
   make recorder      # only create the recorder's environment
 """
@@ -52,7 +52,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("game", choices=GAMES, help="the game to record")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the videos to")
     parser.add_argument(
-        "--segments", type=int, default=40, help="videos to record, each a new game (default 40)"
+        "--segments", type=int, default=120, help="videos to record, each a new game (default 120)"
     )
     parser.add_argument(
         "--seconds", type=float, default=33.0, help="length of each video (default 33)"
