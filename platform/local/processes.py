@@ -186,13 +186,22 @@ def start(
 ) -> None:
     """Start `service` in its own process group and wait until `ready_url` answers 200, or,
     where `ready` is given (a node, which has no URL of its own; the head, ready only once its
-    dashboard agent is too), until `ready()` says so."""
-    pid = running_pid(platform, service)
-    if pid:
-        print(f"{service}: already running (pid {pid})")
-        return
+    dashboard agent is too), until `ready()` says so. A service already running is waited for
+    the same way, so `up` returns only once everything takes work, whoever started it."""
     if ready is None:
         ready = lambda: http_status(ready_url, token) == 200  # noqa: E731
+    pid = running_pid(platform, service)
+    if pid:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ready():
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"{service} runs (pid {pid}) but is not ready after {START_TIMEOUT_S} s; "
+                    f"see {platform.log_file(service)}, or stop it (make down) and start again"
+                )
+            time.sleep(0.5)
+        print(f"{service}: already running (pid {pid})")
+        return
     log = platform.log_file(service)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:

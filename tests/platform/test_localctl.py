@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import ipaddress
@@ -24,13 +25,15 @@ import pytest
 from tests.conftest import LOCALCTL, REPO, LocalPlatform, start_platform, stop_platform
 
 
-def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+def http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 def ray_token() -> str:
@@ -167,6 +170,28 @@ def load_localctl():
     sys.modules["localctl"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def test_up_waits_for_a_service_already_running_until_it_is_ready(tmp_path):
+    """`make up` right after another `make up` (or while the head's agent still starts) returns
+    only once the service is ready: a job submitted earlier fails."""
+    localctl = load_localctl()
+    platform = localctl.Platform(home=tmp_path / ".genie", ports=localctl.Ports.from_env())
+    command = [sys.executable, "-c", "import time; time.sleep(120)"]
+    localctl.start(platform, "sleeper", command, None, None, ready=lambda: True)
+    try:
+        answers = iter([False, False, True])
+        asked = []
+        localctl.start(
+            platform, "sleeper", command, None, None,
+            ready=lambda: asked.append(1) or next(answers),
+        )  # fmt: skip
+        assert len(asked) == 3
+    finally:  # `down` runs in another process; here the sleeper is this process's child
+        pid = int(platform.pid_file("sleeper").read_text())
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def mode(path: Path) -> int:
