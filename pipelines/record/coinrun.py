@@ -221,7 +221,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "policy as 160x90 H.264 mp4 videos with per-frame action logs and a manifest.parquet. "
         "Frame i is the picture before action i; row i of the log is the action held from "
         "frame i to frame i+1. Resumable; same arguments give the same bytes.",
-        epilog="Example: genie record coinrun --out corpus-s0 --segments 40 --seconds 33 --seed 0",
+        epilog="Example: genie record coinrun --out corpus-s0 --segments 120 --seconds 33 --seed 0",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
