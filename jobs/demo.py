@@ -201,7 +201,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--videos",
         type=int,
         default=None,
-        help="gameplay videos to render or record (default 10 platformer, 120 CoinRun)",
+        help="gameplay videos to render or record (default "
+        + ", ".join(f"{game.default_videos} {name}" for name, game in GAMES.items())
+        + ")",
     )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     return parser

@@ -192,14 +192,11 @@ def start(
         ready = lambda: http_status(ready_url, token) == 200  # noqa: E731
     pid = running_pid(platform, service)
     if pid:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not ready():
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"{service} runs (pid {pid}) but is not ready after {START_TIMEOUT_S} s; "
-                    f"see {platform.log_file(service)}, or stop it (make down) and start again"
-                )
-            time.sleep(0.5)
+        if not wait_ready(ready, alive=lambda: True):
+            raise SystemExit(
+                f"{service} runs (pid {pid}) but is not ready after {START_TIMEOUT_S} s; "
+                f"see {platform.log_file(service)}, or stop it (make down) and start again"
+            )
         print(f"{service}: already running (pid {pid})")
         return
     log = platform.log_file(service)
@@ -219,14 +216,21 @@ def start(
         )
     platform.command_file(service).write_text(json.dumps(command))
     platform.pid_file(service).write_text(str(process.pid))
+    if not wait_ready(ready, alive=lambda: process.poll() is None):
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        stop(platform, service)
+        raise SystemExit(f"{service} did not start; last lines of {log}:\n{tail}")
+    print(f"{service}: started (pid {process.pid}), log {log}")
+
+
+def wait_ready(ready: Callable[[], bool], alive: Callable[[], bool]) -> bool:
+    """True once `ready()` says so; False once `alive()` does not, or after START_TIMEOUT_S."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            stop(platform, service)
-            raise SystemExit(f"{service} did not start; last lines of {log}:\n{tail}")
+        if not alive() or time.monotonic() > deadline:
+            return False
         time.sleep(0.5)
-    print(f"{service}: started (pid {process.pid}), log {log}")
+    return True
 
 
 def stop(platform: Platform, service: str) -> None:
