@@ -67,6 +67,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--hold-max", type=int, default=5, help="see --hold-min (default 5)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes recording videos side by side (default: the CPUs this process may use, "
+        f"here {len(os.sched_getaffinity(0))}); the bytes do not depend on it",
+    )
+    parser.add_argument(
         "--venv",
         type=Path,
         default=DEFAULT_VENV,
@@ -88,13 +95,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(
             f"need 1 <= --hold-min <= --hold-max <= 1000, got {args.hold_min}..{args.hold_max}"
         )
+    if not 1 <= args.workers <= 256:
+        parser.error(f"--workers must be in 1..256, got {args.workers}")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
     python = ensure_recorder(args.venv.resolve())
     script = Path(pipelines.record.__file__).with_name(f"{args.game}.py")
     command = [str(python), str(script), "--out", str(args.out), "--segments", str(args.segments),
                "--seconds", str(args.seconds), "--seed", str(args.seed),
-               "--hold-min", str(args.hold_min), "--hold-max", str(args.hold_max)]  # fmt: skip
+               "--hold-min", str(args.hold_min), "--hold-max", str(args.hold_max),
+               "--workers", str(args.workers)]  # fmt: skip
     return subprocess.run(command).returncode
 
 

@@ -40,6 +40,10 @@ one thread). K must be < 21474 so env_seed fits procgen's int32.
 Resumable: a segment whose .mp4 and .actions.parquet both exist is skipped; files are written
 under a temporary name and renamed when complete.
 
+Parallel: --workers processes record segments side by side (default: one per CPU this
+process may use). A segment's bytes depend only on its arguments, not on the process that
+recorded it or the order segments finish in.
+
 Needs: numpy<2, opencv-python-headless, av, pyarrow, procgen2==0.10.7 (gym3).
 """
 
@@ -49,7 +53,9 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from fractions import Fraction
+from multiprocessing import get_context
 from pathlib import Path
 
 import av
@@ -267,7 +273,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "game steps a second of video covers",
     )
     p.add_argument("--crf", type=int, default=18, help="x264 constant rate factor")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes recording segments side by side (default: the CPUs this process may use)",
+    )
     args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error(f"--workers must be >= 1, got {args.workers}")
     if args.segments < 0 or args.seconds <= 0 or args.fps <= 0:
         p.error("--segments must be >= 0, --seconds and --fps > 0")
     if not 1 <= args.hold_min <= args.hold_max:
@@ -279,30 +293,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def timed_segment(arguments: tuple) -> tuple[dict, float]:
+    """`record_segment(*arguments)` and the seconds it took (a process pool's unit of work)."""
+    start = time.perf_counter()
+    info = record_segment(*arguments)
+    return info, time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     frames = round(args.seconds * args.fps)
     start = time.perf_counter()
-    recorded = skipped = 0
+    todo = []
     for i in range(args.segments):
         name = f"{GAME}-{args.seed}-{i:04d}"
         if (out / f"{name}.mp4").exists() and (out / f"{name}.actions.parquet").exists():
-            skipped += 1
             print(f"segment {i + 1}/{args.segments} {name}: exists, skipped", flush=True)
-            continue
-        t0 = time.perf_counter()
-        info = record_segment(
-            out, args.seed, i, frames, args.fps, args.hold_min, args.hold_max, args.crf
-        )
-        dt = time.perf_counter() - t0
-        recorded += 1
-        print(
-            f"segment {i + 1}/{args.segments} {name}: {frames} frames, {info['resets']} resets, "
-            f"{dt:.2f} s, {frames / dt:.0f} frames/s",
-            flush=True,
-        )
+        else:
+            todo.append(i)
+    workers = min(args.workers, len(todo))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        segment_args = {
+            i: (out, args.seed, i, frames, args.fps, args.hold_min, args.hold_max, args.crf)
+            for i in todo
+        }
+        if pool is None:
+            done = ((i, timed_segment(a)) for i, a in segment_args.items())
+        else:
+            futures = {pool.submit(timed_segment, a): i for i, a in segment_args.items()}
+            done = ((futures[f], f.result()) for f in as_completed(futures))
+        for i, (info, dt) in done:
+            print(
+                f"segment {i + 1}/{args.segments} {GAME}-{args.seed}-{i:04d}: {frames} frames, "
+                f"{info['resets']} resets, {dt:.2f} s, {frames / dt:.0f} frames/s",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    recorded, skipped = len(todo), args.segments - len(todo)
     rows = [manifest_row(out, args.seed, i, args.fps) for i in range(args.segments)]
     table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
     tmp = out / ".partial-manifest.parquet"
@@ -310,8 +342,8 @@ def main(argv=None) -> int:
     os.replace(tmp, out / "manifest.parquet")
     total = time.perf_counter() - start
     print(
-        f"done: {recorded} recorded, {skipped} skipped, {total:.1f} s "
-        f"({recorded * frames / max(total, 1e-9):.0f} frames/s); manifest {out / 'manifest.parquet'}",
+        f"done: {recorded} recorded, {skipped} skipped, {total:.1f} s with {max(workers, 1)} "
+        f"process(es) ({recorded * frames / max(total, 1e-9):.0f} frames/s); manifest {out / 'manifest.parquet'}",
         flush=True,
     )
     return 0
