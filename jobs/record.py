@@ -69,9 +69,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=None,
         help="processes recording videos side by side (default: the CPUs this process may use, "
-        f"here {len(os.sched_getaffinity(0))}); the bytes do not depend on it",
+        "at most 16); the files are the same bytes for any number",
     )
     parser.add_argument(
         "--venv",
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(
             f"need 1 <= --hold-min <= --hold-max <= 1000, got {args.hold_min}..{args.hold_max}"
         )
-    if not 1 <= args.workers <= 256:
+    if args.workers is not None and not 1 <= args.workers <= 256:
         parser.error(f"--workers must be in 1..256, got {args.workers}")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
@@ -103,9 +103,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     script = Path(pipelines.record.__file__).with_name(f"{args.game}.py")
     command = [str(python), str(script), "--out", str(args.out), "--segments", str(args.segments),
                "--seconds", str(args.seconds), "--seed", str(args.seed),
-               "--hold-min", str(args.hold_min), "--hold-max", str(args.hold_max),
-               "--workers", str(args.workers)]  # fmt: skip
-    return subprocess.run(command).returncode
+               "--hold-min", str(args.hold_min), "--hold-max", str(args.hold_max)]  # fmt: skip
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    recorder = subprocess.Popen(command)
+    try:
+        return recorder.wait()
+    except KeyboardInterrupt:  # the recorder got it too: let it stop its workers and exit
+        recorder.wait()
+        raise
 
 
 if __name__ == "__main__":

@@ -109,22 +109,15 @@ def config_dict(stage: str, preset: str) -> dict[str, Any]:
 
 
 def check_config(saved: dict[str, Any] | None, stage: str, preset: str, where: str) -> None:
-    """Refuse a checkpoint whose model config differs from the preset's, naming the field. A
-    field the checkpoint does not record (it was added to the config after the checkpoint was
-    written) counts as that field's default, the value the model had before the field existed."""
+    """Refuse a checkpoint whose model config differs from the preset's, naming the field."""
     if saved is None:
         raise CheckpointMismatch(
             f"{where} records no model config (written before configs were saved): it cannot "
             f"be checked against the {preset!r} preset; retrain it"
         )
     # As plain JSON data on both sides: a folder's model.json holds lists where configs have tuples.
-    defaults = {
-        f.name: f.default
-        for f in dataclasses.fields(stage_config(stage, preset))
-        if f.default is not dataclasses.MISSING
-    }
     saved, current = (
-        json.loads(json.dumps(defaults | saved)),
+        json.loads(json.dumps(saved)),
         json.loads(json.dumps(config_dict(stage, preset))),
     )
     for key in sorted(set(saved) | set(current)):

@@ -41,8 +41,9 @@ Resumable: a segment whose .mp4 and .actions.parquet both exist is skipped; file
 under a temporary name and renamed when complete.
 
 Parallel: --workers processes record segments side by side (default: one per CPU this
-process may use). A segment's bytes depend only on its arguments, not on the process that
-recorded it or the order segments finish in.
+process may use, at most 16). A segment's bytes depend only on its arguments, not on the
+process that recorded it or the order segments finish in. Ctrl-C or a failed segment stops
+every worker at once; the segments already finished stay, for the next run to skip.
 
 Needs: numpy<2, opencv-python-headless, av, pyarrow, procgen2==0.10.7 (gym3).
 """
@@ -50,10 +51,11 @@ Needs: numpy<2, opencv-python-headless, av, pyarrow, procgen2==0.10.7 (gym3).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
@@ -74,6 +76,8 @@ ACTION_NAMES = ["noop", "left", "right", "jump", "left+jump", "right+jump"]
 # down and the letter keys do nothing.
 PROCGEN_TO_EFFECTIVE = np.array([1, 1, 4, 0, 0, 3, 2, 2, 5, 0, 0, 0, 0, 0, 0], dtype=np.int64)
 SEED_STRIDE = 100_000
+MAX_WORKERS = 256
+DEFAULT_WORKERS = min(len(os.sched_getaffinity(0)), 16)  # each holds a game and an encoder
 
 
 def env_seed_for(seed: int, segment: int) -> int:
@@ -276,12 +280,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="processes recording segments side by side (default: the CPUs this process may use)",
+        default=DEFAULT_WORKERS,
+        help="processes recording segments side by side (default: the CPUs this process may "
+        "use, at most 16)",
     )
     args = p.parse_args(argv)
-    if args.workers < 1:
-        p.error(f"--workers must be >= 1, got {args.workers}")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        p.error(f"--workers must be in 1..{MAX_WORKERS}, got {args.workers}")
     if args.segments < 0 or args.seconds <= 0 or args.fps <= 0:
         p.error("--segments must be >= 0, --seconds and --fps > 0")
     if not 1 <= args.hold_min <= args.hold_max:
@@ -293,11 +298,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def timed_segment(arguments: tuple) -> tuple[dict, float]:
-    """`record_segment(*arguments)` and the seconds it took (a process pool's unit of work)."""
-    start = time.perf_counter()
-    info = record_segment(*arguments)
-    return info, time.perf_counter() - start
+def timed_segment(arguments: tuple) -> tuple[int, dict, float]:
+    """`record_segment(*arguments)` as (segment, its info, seconds it took): a worker's unit of
+    work. A failure is raised again naming the segment."""
+    segment, start = arguments[2], time.perf_counter()
+    try:
+        info = record_segment(*arguments)
+    except Exception as error:
+        raise RuntimeError(f"segment {segment}: {type(error).__name__}: {error}") from error
+    return segment, info, time.perf_counter() - start
+
+
+def worker_start() -> None:
+    """A worker's start: Ctrl-C is the parent's to handle (it terminates the workers), and on
+    Linux the worker ends with its parent however the parent ends (a kill included)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def main(argv=None) -> int:
@@ -313,27 +330,30 @@ def main(argv=None) -> int:
             print(f"segment {i + 1}/{args.segments} {name}: exists, skipped", flush=True)
         else:
             todo.append(i)
-    workers = min(args.workers, len(todo))
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    work = [
+        (out, args.seed, i, frames, args.fps, args.hold_min, args.hold_max, args.crf) for i in todo
+    ]
+    workers = max(1, min(args.workers, len(todo)))
+    pool = get_context("spawn").Pool(workers, worker_start) if workers > 1 else None
     try:
-        segment_args = {
-            i: (out, args.seed, i, frames, args.fps, args.hold_min, args.hold_max, args.crf)
-            for i in todo
-        }
-        if pool is None:
-            done = ((i, timed_segment(a)) for i, a in segment_args.items())
-        else:
-            futures = {pool.submit(timed_segment, a): i for i, a in segment_args.items()}
-            done = ((futures[f], f.result()) for f in as_completed(futures))
-        for i, (info, dt) in done:
+        done = (
+            map(timed_segment, work) if pool is None else pool.imap_unordered(timed_segment, work)
+        )
+        for count, (i, info, dt) in enumerate(done, start=1):
             print(
-                f"segment {i + 1}/{args.segments} {GAME}-{args.seed}-{i:04d}: {frames} frames, "
-                f"{info['resets']} resets, {dt:.2f} s, {frames / dt:.0f} frames/s",
+                f"[{count}/{len(todo)}] segment {i + 1}/{args.segments} {GAME}-{args.seed}-"
+                f"{i:04d}: {frames} frames, {info['resets']} resets, {dt:.2f} s, "
+                f"{frames / dt:.0f} frames/s",
                 flush=True,
             )
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # Ctrl-C or a failed segment: the others stop now, not when done
+        raise
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
+            pool.join()
     recorded, skipped = len(todo), args.segments - len(todo)
     rows = [manifest_row(out, args.seed, i, args.fps) for i in range(args.segments)]
     table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
@@ -342,7 +362,7 @@ def main(argv=None) -> int:
     os.replace(tmp, out / "manifest.parquet")
     total = time.perf_counter() - start
     print(
-        f"done: {recorded} recorded, {skipped} skipped, {total:.1f} s with {max(workers, 1)} "
+        f"done: {recorded} recorded, {skipped} skipped, {total:.1f} s with {workers} "
         f"process(es) ({recorded * frames / max(total, 1e-9):.0f} frames/s); manifest {out / 'manifest.parquet'}",
         flush=True,
     )

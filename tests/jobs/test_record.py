@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -49,3 +55,26 @@ def test_evaluation_labels_the_recording_with_its_true_actions(recorded):
     window = {"source_uri": manifest["uri"], "start_s": 1.0, "start": 2}
     labels, why = true_actions(window, frames=10)
     assert why == "" and np.array_equal(labels, log[12:21])
+
+
+def test_ctrl_c_stops_every_recorder_process_and_keeps_what_was_finished(tmp_path):
+    """Ctrl-C in a terminal reaches `genie record`, the recorder and its workers at once: no
+    process may outlive it, and the next run records only what is missing."""
+    out = tmp_path / "raw"
+    argv = ["coinrun", "--out", str(out), "--segments", "6", "--seconds", "8", "--seed", "3",
+            "--workers", "2", "--venv", str(DEFAULT_VENV)]  # fmt: skip
+    genie = subprocess.Popen(
+        [sys.executable, "-m", "jobs.record", *argv], start_new_session=True, text=True,
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert "[1/6]" in genie.stdout.readline()  # a segment is finished, the others under way
+    processes = psutil.Process(genie.pid).children(recursive=True)
+    assert len(processes) >= 3  # the recorder and its two workers
+    os.killpg(genie.pid, signal.SIGINT)
+    genie.communicate(timeout=60)
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == [], f"still running after Ctrl-C: {[p.cmdline() for p in alive]}"
+    finished = {p.name for p in out.glob("coinrun-3-*.mp4")}
+    assert 1 <= len(finished) < 6 and not (out / "manifest.parquet").exists()
+    assert record(argv) == 0
+    assert len(pq.read_table(out / "manifest.parquet")) == 6

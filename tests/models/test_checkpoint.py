@@ -39,21 +39,6 @@ def test_a_checkpoint_trained_with_another_config_is_refused_naming_the_field(tm
         load_trained(tmp_path / "older.pt")
 
 
-def test_a_checkpoint_older_than_a_config_field_loads_where_the_field_keeps_its_default(tmp_path):
-    """A field added to a config later (off by default, the paper's form) does not orphan the
-    checkpoints written before it; one the preset turns on still refuses them."""
-    saved = torch.load(
-        save_trained(build_model("lam", "tiny"), "lam", "tiny", 5, tmp_path / "a.pt")
-    )
-    del saved["config"]["still_bias"]  # at its default in `tiny`
-    torch.save(saved, tmp_path / "before_still_bias.pt")
-    assert isinstance(load_trained(tmp_path / "before_still_bias.pt"), torch.nn.Module)
-    del saved["config"]["motion_decoder"]  # `tiny` turns it on; the checkpoint predates it
-    torch.save(saved, tmp_path / "before_motion_decoder.pt")
-    with pytest.raises(CheckpointMismatch, match=r"'lam.motion_decoder'.* is False"):
-        load_trained(tmp_path / "before_motion_decoder.pt")
-
-
 def test_a_tokenizer_and_dynamics_of_other_vocabularies_or_grids_are_refused():
     tokenizer = {"config": config_dict("tokenizer", "tiny")}
     dynamics = {"config": config_dict("dynamics", "tiny")}
