@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import ray.data
 
+from pipelines.executor_idle import pause_when_idle
 from pipelines.video import read_frames
 
 HELDOUT_BUCKETS = 20  # about 1 clip in 20 is held out, in whole sources where they allow it
@@ -193,7 +194,9 @@ def _windows(path, columns, make_step, window, per_clip, seed, samples_needed) -
     passes = _passes(rows, is_heldout, per_clip, samples_needed)
     split = [c for c in split_columns(path) if c not in columns]
     training = read_kept(path, [*columns, *split]).filter(lambda row: not is_heldout(row))
-    return training.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
+    return pause_when_idle(
+        training.map_batches(make_step(window, per_clip, seed, passes), batch_size=4)
+    )
 
 
 def clip_windows(

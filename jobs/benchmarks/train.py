@@ -1,4 +1,6 @@
 """Ray Train loop vs a plain PyTorch loop: same model, same batches, measured side by side.
+With `--idle-pause`: the real `genie train` job with `--workers` workers (default 2), Ray Data's
+idle pause (pipelines/executor_idle.py) off, then on, on the same data.
 
 The plain loop is the ceiling: windows already decoded in memory, no Ray, no reporting. The
 Ray Train run is the real `genie train` job (Ray Data decode, DDP wrapper, MLflow, checkpoints)
@@ -13,6 +15,7 @@ step time and the GPU's dense bf16 peak (`--peak-tflops`, known for H100/H200/A1
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -185,10 +188,53 @@ def measure(
     return result
 
 
+def idle_pause_comparison(
+    stage: str,
+    preset: str,
+    steps: int,
+    batch_size: int,
+    window: int,
+    workers: int,
+    clips: str | None,
+) -> dict[str, float]:
+    """Samples/s (the last log window, the second half of `steps`) and wall seconds of the real
+    `genie train` job on CPU, with Ray Data's idle pause off and then on, on curated `clips`
+    (default: 8 synthetic ones, which a short run reads whole before it is held back)."""
+    from jobs.train import run as train_run
+    from pipelines.executor_idle import PAUSE_ENV
+
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        data = clips or synthetic_clips(root / "clips", count=8, frames=max(32, window))
+        for label, pause in (("off", "0"), ("on", None)):
+            half = max(1, steps // 2)
+            config = load_config(TrainConfig, None, [
+                f"stage={stage}", f"name=bench-{label}", f"data={data}",
+                f"storage_path={root / 'runs'}", f"steps={steps}", f"batch_size={batch_size}",
+                f"window={window}", f"log_every={half}", f"eval_every={half}",
+                f"checkpoint_every={half * 2}", f"mlflow_uri=sqlite:///{root / 'mlflow.db'}",
+                f"num_workers={workers}", f"model={preset}", "precision=fp32",
+            ])  # fmt: skip
+            previous = os.environ.pop(PAUSE_ENV, None)
+            if pause is not None:
+                os.environ[PAUSE_ENV] = pause
+            try:
+                start = time.perf_counter()
+                result[f"{label}_samples_per_s"] = train_run(config)["metrics"]["samples_per_s"]
+                result[f"{label}_wall_s"] = time.perf_counter() - start
+            finally:
+                os.environ.pop(PAUSE_ENV, None)
+                if previous is not None:
+                    os.environ[PAUSE_ENV] = previous
+    result["on_vs_off"] = result["on_samples_per_s"] / result["off_samples_per_s"]
+    return result
+
+
 def run(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m jobs.bench train", __doc__, "")
     parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam", "dynamics"])
-    parser.add_argument("--preset", default="tiny", choices=["tiny", "coinrun", "paper"])
+    parser.add_argument("--preset", default="tiny", choices=["tiny", "small", "coinrun", "paper"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--window", type=int, default=4)
@@ -200,7 +246,36 @@ def run(argv: list[str] | None = None) -> int:
         "--peak-tflops", type=float, default=None,
         help="the device's dense bf16 peak for MFU (default: known for H100, H200, A100)",
     )  # fmt: skip
+    parser.add_argument(
+        "--idle-pause", action="store_true",
+        help="instead: the genie train job with Ray Data's idle pause off, then on (CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=2, help="training workers with --idle-pause (default 2)"
+    )
+    parser.add_argument(
+        "--clips", default=None,
+        help="with --idle-pause: curated clips to train on (default: 8 synthetic clips)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.idle_pause:
+        pause = idle_pause_comparison(
+            args.stage,
+            args.preset,
+            args.steps,
+            args.batch_size,
+            args.window,
+            args.workers,
+            args.clips,
+        )
+        print(f"\ntrain benchmark, Ray Data's idle pause: stage={args.stage} "
+              f"preset={args.preset} batch={args.batch_size} window={args.window} "
+              f"steps={args.steps} (second half timed), {args.workers} CPU workers")  # fmt: skip
+        for label in ("off", "on"):
+            print(f"  pause {label:3s} {pause[f'{label}_samples_per_s']:8.2f} samples/s  "
+                  f"(job wall {pause[f'{label}_wall_s']:.0f} s incl. start-up)")  # fmt: skip
+        print(f"  ratio on / off: {pause['on_vs_off']:.2f}")
+        return 0
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)
