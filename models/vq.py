@@ -66,8 +66,10 @@ class VectorQuantizer(nn.Module):
     def nearest_codes(self, latents: torch.Tensor) -> torch.Tensor:
         flat = latents.reshape(-1, latents.shape[-1]).float()
         codebook = self.codebook.float()
-        # |x - c|^2 less |x|^2, which is the same for every code and so cannot change the nearest
-        distances = torch.addmm(codebook.pow(2).sum(1)[None], flat, codebook.T, alpha=-2)
+        # fp32 under autocast too (bf16 distances tie near codes); |x - c|^2 less |x|^2, the
+        # same for every code and so no change to the nearest
+        with torch.autocast(flat.device.type, enabled=False):
+            distances = torch.addmm(codebook.pow(2).sum(1)[None], flat, codebook.T, alpha=-2)
         return distances.argmin(dim=1).view(latents.shape[:-1])
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:

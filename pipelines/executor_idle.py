@@ -8,17 +8,21 @@ be read yet. The process running the executor (for `streaming_split`, Ray Train'
 workers on a node with few.
 
 `pause_when_idle(dataset)` registers `PauseWhenIdle` in the dataset's own DataContext, whose
-copy travels with the dataset to whichever process executes it: after a scheduling step that
-moved nothing (no input taken, task started, output produced or block handed on, by any
-operator), the loop sleeps for the pause. A consumer asking for the next block waits that long
-at most.
+copy travels with the dataset to whichever process executes it. After a scheduling turn that
+neither waited (it came back within `SPIN_S` of the turn before) nor moved anything (no input
+taken, task started or finished, output produced or block handed on, by any operator), the
+loop sleeps for the pause. A turn that moved something, or waited on its tasks, is never
+followed by a pause; a block can meet a few pauses on its way to the consumer.
 
-The pause is `GENIE_DATA_IDLE_PAUSE_S` seconds (default 0.02; 0 turns it off), read where the
-dataset is built.
+The pause is `GENIE_DATA_IDLE_PAUSE_S` seconds (default 0.02, at most 0.1, Ray's own wait;
+0 turns it off), read where the dataset is built. The callback reads private parts of Ray Data
+(pinned in pyproject.toml); should they change, it logs once and stops pausing instead of
+failing the dataset.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -27,8 +31,13 @@ from ray.data._internal.execution.execution_callback import ExecutionCallback
 
 PAUSE_ENV = "GENIE_DATA_IDLE_PAUSE_S"
 DEFAULT_PAUSE_S = 0.02
-MAX_PAUSE_S = 1.0
+MAX_PAUSE_S = 0.1
+# A turn back sooner than this after the one before did not sit out Ray's 0.1 s wait; one that
+# waited and moved nothing has already slept.
+SPIN_S = 0.05
 _CONFIG_KEY = "genie_idle_pause_s"
+
+log = logging.getLogger(__name__)
 
 
 def idle_pause_s() -> float:
@@ -47,25 +56,38 @@ def idle_pause_s() -> float:
 
 
 class PauseWhenIdle(ExecutionCallback):
-    """Sleeps after a scheduling step that moved nothing."""
+    """Sleeps after a scheduling turn that neither waited nor moved anything."""
 
     def __init__(self) -> None:
-        self._last: tuple | None = None
+        self._last_progress: tuple | None = None
+        self._last_turn = time.monotonic()
+        self._broken = False
 
     def on_execution_step(self, executor) -> None:
-        progress = tuple(
-            (m.num_inputs_received, m.num_tasks_submitted, m.num_task_outputs_generated,
-             m.num_outputs_taken, m.num_external_outqueue_blocks)
-            for m in (op.metrics for op in executor._topology)
-        )  # fmt: skip
-        if progress == self._last:
-            time.sleep(executor._data_context.get_config(_CONFIG_KEY, DEFAULT_PAUSE_S))
-        self._last = progress
+        if self._broken:
+            return
+        try:
+            progress = tuple(
+                (m.num_inputs_received, m.num_tasks_submitted, m.num_tasks_finished,
+                 m.num_task_outputs_generated, m.num_outputs_taken,
+                 m.num_external_outqueue_blocks)
+                for m in (op.metrics for op in executor._topology)
+            )  # fmt: skip
+            pause = executor._data_context.get_config(_CONFIG_KEY, DEFAULT_PAUSE_S)
+        except Exception as error:  # a Ray Data that no longer has these parts
+            self._broken = True
+            log.warning("the idle pause is off for this dataset: %r", error)
+            return
+        now = time.monotonic()
+        spun = now - self._last_turn < SPIN_S
+        if spun and progress == self._last_progress:
+            time.sleep(pause)
+        self._last_progress, self._last_turn = progress, time.monotonic()
 
 
 def pause_when_idle(dataset: ray.data.Dataset) -> ray.data.Dataset:
-    """`dataset`, whose executor pauses `idle_pause_s()` after a step with no task running (as
-    before where that is 0)."""
+    """`dataset`, whose executor pauses `idle_pause_s()` after a turn that neither waited nor
+    moved anything (as before where that is 0)."""
     pause = idle_pause_s()
     if pause > 0:
         dataset.context.set_config(_CONFIG_KEY, pause)

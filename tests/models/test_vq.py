@@ -43,3 +43,13 @@ def test_straight_through_gradient_reaches_the_encoder_with_the_commitment_loss(
     (out.quantized.sum() + out.loss).backward()
     assert latents.grad is not None and latents.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in quantizer.parameters())  # codebook is a buffer
+
+
+def test_nearest_codes_are_the_nearest_by_brute_force_also_under_bf16_autocast():
+    generator = torch.Generator().manual_seed(2)
+    quantizer = VectorQuantizer(num_codes=1024, code_dim=16).eval()
+    latents = 4.0 + torch.randn(4000, 16, generator=generator)  # far from 0: |x|^2 is large
+    nearest = torch.cdist(latents.double(), quantizer.codebook.double()).argmin(dim=1)
+    assert torch.equal(quantizer.nearest_codes(latents), nearest)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(quantizer.nearest_codes(latents), nearest)

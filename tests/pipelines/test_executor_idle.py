@@ -1,4 +1,4 @@
-"""Ray Data's executor, held back by a slow consumer, pauses instead of keeping a core busy."""
+"""Ray Data's executor, held back by a slow consumer, pauses instead of turning without end."""
 
 import time
 
@@ -6,25 +6,38 @@ import numpy as np
 import pytest
 import ray.data
 from ray.data import ExecutionResources
+from ray.data._internal.execution.execution_callback import ExecutionCallback
 
 from pipelines.executor_idle import PAUSE_ENV, PauseWhenIdle, idle_pause_s, pause_when_idle
+from pipelines.training_data import token_windows
+from tests.clips import write_token_shards
 
 
-def executor_cpu_seconds_while_consuming_slowly(dataset: ray.data.Dataset) -> float:
-    """CPU seconds this process (where `iter_batches` runs the executor) spends while a consumer
-    takes a small batch every 50 ms for about 2 s, after the pipeline's buffers have filled."""
+class CountTurns(ExecutionCallback):
+    """Counts the executor's scheduling turns (`iter_batches` runs it in this process)."""
+
+    turns = 0
+
+    def on_execution_step(self, executor) -> None:
+        CountTurns.turns += 1
+
+
+def turns_while_consuming_slowly(dataset: ray.data.Dataset) -> int:
+    """Scheduling turns while a consumer takes a small batch every 50 ms for about 2 s, once the
+    pipeline's buffers have filled."""
+    dataset.context.custom_execution_callback_classes.append(CountTurns)
     batches = iter(dataset.iter_batches(batch_size=1, prefetch_batches=1))
     next(batches)
-    time.sleep(1.0)  # the tasks finish, their outputs wait: nothing is running any more
-    start = time.process_time()
+    time.sleep(1.0)  # the tasks finish, their outputs wait
+    start = CountTurns.turns
     for _ in range(40):
         next(batches)
         time.sleep(0.05)
-    return time.process_time() - start
+    return CountTurns.turns - start
 
 
 def slow_consumers_input() -> ray.data.Dataset:
-    """400 blocks of 1 MB behind a 16 MB budget: held back long before it is all produced."""
+    """400 blocks of 128 KiB behind a 16 MiB budget: held back long before all is produced."""
     dataset = ray.data.range(4000, override_num_blocks=400).map_batches(
         lambda batch: {"x": np.repeat(batch["id"][:, None], 2**14, axis=1)}
     )
@@ -34,19 +47,23 @@ def slow_consumers_input() -> ray.data.Dataset:
     return dataset
 
 
-def test_the_executor_sleeps_while_no_task_runs(ray_cluster, monkeypatch):
+def test_the_executor_pauses_while_it_is_held_back(ray_cluster, monkeypatch):
     monkeypatch.setenv(PAUSE_ENV, "0")
-    spinning = executor_cpu_seconds_while_consuming_slowly(pause_when_idle(slow_consumers_input()))
+    spinning = turns_while_consuming_slowly(pause_when_idle(slow_consumers_input()))
     monkeypatch.delenv(PAUSE_ENV)
-    paused = pause_when_idle(slow_consumers_input())
-    assert PauseWhenIdle in paused.context.custom_execution_callback_classes
-    pausing = executor_cpu_seconds_while_consuming_slowly(paused)
-    # without the pause the scheduling loop turns for the whole ~2 s
-    assert spinning > 1.0, spinning
-    assert pausing < spinning / 3, (pausing, spinning)
+    pausing = turns_while_consuming_slowly(pause_when_idle(slow_consumers_input()))
+    # ~2.3 s of consuming: at most one 20 ms pause a turn, plus the turns that moved a block
+    assert pausing < 2.3 / 0.02 + 2 * 40, (pausing, spinning)
+    assert pausing < spinning / 5, (pausing, spinning)
 
 
-@pytest.mark.parametrize("value", ["-0.1", "2", "soon", "nan"])
+def test_training_windows_carry_the_pause(tmp_path):
+    data = str(write_token_shards(tmp_path / "tokens", count=4, frames=6))
+    windows = token_windows(data, window=4, per_clip=1, seed=0, samples_needed=4)
+    assert PauseWhenIdle in windows.context.custom_execution_callback_classes
+
+
+@pytest.mark.parametrize("value", ["-0.1", "0.5", "soon", "nan"])
 def test_a_bad_pause_is_refused_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv(PAUSE_ENV, value)
     with pytest.raises(ValueError, match=f"{PAUSE_ENV} must be seconds"):
