@@ -291,7 +291,7 @@ PRESETS: dict[str, ModelPreset] = {
 
 
 def get_preset(name: str) -> ModelPreset:
-    """The preset called `name` (`tiny`, `coinrun` or `paper`)."""
+    """The preset called `name`: one of `PRESETS` (`tiny`, `small`, `coinrun`, `paper`)."""
     if name not in PRESETS:
         raise ValueError(f"config field 'preset' must be one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name]

@@ -60,7 +60,7 @@ class PauseWhenIdle(ExecutionCallback):
 
     def __init__(self) -> None:
         self._last_progress: tuple | None = None
-        self._last_turn = time.monotonic()
+        self._turn_started = time.monotonic()  # when this callback last returned
         self._broken = False
 
     def on_execution_step(self, executor) -> None:
@@ -78,11 +78,10 @@ class PauseWhenIdle(ExecutionCallback):
             self._broken = True
             log.warning("the idle pause is off for this dataset: %r", error)
             return
-        now = time.monotonic()
-        spun = now - self._last_turn < SPIN_S
-        if spun and progress == self._last_progress:
+        turn_s = time.monotonic() - self._turn_started  # the turn alone, not the last pause
+        if turn_s < SPIN_S and progress == self._last_progress:
             time.sleep(pause)
-        self._last_progress, self._last_turn = progress, time.monotonic()
+        self._last_progress, self._turn_started = progress, time.monotonic()
 
 
 def pause_when_idle(dataset: ray.data.Dataset) -> ray.data.Dataset:

@@ -136,6 +136,39 @@ def plain_loop(
     return rate, counter.get_total_flops(), peak
 
 
+def bench_data(root: Path, stage: str, window: int, preset: str) -> Path:
+    """8 synthetic training inputs under `root`: token shards for dynamics, else video clips."""
+    frames = max(32, window)
+    if stage == "dynamics":
+        return synthetic_tokens(root / "tokens", count=8, frames=frames, preset=preset)
+    return synthetic_clips(root / "clips", count=8, frames=frames)
+
+
+def bench_config(
+    stage: str,
+    preset: str,
+    data: str | Path,
+    root: Path,
+    steps: int,
+    batch_size: int,
+    window: int,
+    name: str,
+    workers: int,
+    device: torch.device,
+) -> TrainConfig:
+    """The `genie train` config a benchmark runs: logs and evaluates at half of `steps` (the
+    second half is what is timed), tracks into a SQLite MLflow store under `root`."""
+    half = max(1, steps // 2)
+    return load_config(TrainConfig, None, [
+        f"stage={stage}", f"name={name}", f"data={data}", f"storage_path={root / 'runs'}",
+        f"steps={steps}", f"batch_size={batch_size}", f"window={window}",
+        f"log_every={half}", f"eval_every={half}", f"checkpoint_every={half * 2}",
+        f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", f"num_workers={workers}",
+        f"model={preset}", f"use_gpu={device.type == 'cuda'}",
+        f"precision={'bf16' if device.type == 'cuda' else 'fp32'}",
+    ])  # fmt: skip
+
+
 def measure(
     stage: str,
     preset: str,
@@ -152,27 +185,17 @@ def measure(
 
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        data = (
-            synthetic_tokens(root / "tokens", count=8, frames=max(32, window), preset=preset)
-            if stage == "dynamics"
-            else synthetic_clips(root / "clips", count=8, frames=max(32, window))
+        data = bench_data(root, stage, window, preset)
+        config = bench_config(
+            stage, preset, data, root, steps, batch_size, window, "bench", 1, device
         )
-        half = max(1, steps // 2)
-        config = load_config(TrainConfig, None, [
-            f"stage={stage}", "name=bench", f"data={data}", f"storage_path={root / 'runs'}",
-            f"steps={steps}", f"batch_size={batch_size}", f"window={window}",
-            f"log_every={half}", f"eval_every={half}", f"checkpoint_every={half * 2}",
-            f"mlflow_uri=sqlite:///{root / 'mlflow.db'}", "num_workers=1",
-            f"model={preset}", f"use_gpu={device.type == 'cuda'}",
-            f"precision={'bf16' if device.type == 'cuda' else 'fp32'}",
-        ])  # fmt: skip
         result = {"stage": stage, "preset": preset, "batch_size": batch_size, "window": window}
         if ray_train:
             start = time.perf_counter()
             result["ray_samples_per_s"] = train_run(config)["metrics"]["samples_per_s"]
             result["ray_wall_s"] = time.perf_counter() - start
         result["plain_samples_per_s"], step_flops, result["peak_memory_bytes"] = plain_loop(
-            config, warmup=half, device=device
+            config, warmup=config.log_every, device=device
         )
     tokens = STAGES[stage].tokens_per_sample(config)
     peak = peak_tflops(device)
@@ -213,21 +236,10 @@ def idle_pause_comparison(
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        frames = max(32, window)
-        data = clips or (
-            synthetic_tokens(root / "tokens", count=8, frames=frames, preset=preset)
-            if stage == "dynamics"
-            else synthetic_clips(root / "clips", count=8, frames=frames)
-        )
+        data = clips or bench_data(root, stage, window, preset)
         for label, pause in (("off", "0"), ("on", None)):
-            half = max(1, steps // 2)
-            config = load_config(TrainConfig, None, [
-                f"stage={stage}", f"name=bench-{label}", f"data={data}",
-                f"storage_path={root / 'runs'}", f"steps={steps}", f"batch_size={batch_size}",
-                f"window={window}", f"log_every={half}", f"eval_every={half}",
-                f"checkpoint_every={half * 2}", f"mlflow_uri=sqlite:///{root / 'mlflow.db'}",
-                f"num_workers={workers}", f"model={preset}", "precision=fp32",
-            ])  # fmt: skip
+            config = bench_config(stage, preset, data, root, steps, batch_size, window,
+                                  f"bench-{label}", workers, torch.device("cpu"))  # fmt: skip
             previous = os.environ.pop(PAUSE_ENV, None)
             if pause is not None:
                 os.environ[PAUSE_ENV] = pause
