@@ -4,12 +4,15 @@ Trains the LAM's encoder (the --model preset's LAM) WITH the true actions from t
 on the training clips, then scores it on the held-out windows `genie eval` scores the LAM on,
 with the same NMI and accuracy. The LAM learns from the frames alone, so read `genie eval`'s
 lam_nmi against this run's probe_nmi:
-  probe_nmi high, lam_nmi low   the frames show the actions; the LAM does not find them
-  both low                      the frames hardly show the actions (momentum, a player who is
-                                often blocked, actions that do nothing on screen)
+  probe_nmi high, lam_nmi low     the frames show the actions; the LAM does not find them
+  both low                        the frames hardly show the actions (momentum, a player who
+                                  is often blocked, actions that do nothing on screen)
+  lam_nmi near camera_motion_nmi  the LAM's codes say how the camera moved and no more (both
+                                  jobs report it: the camera's move in 9 classes, scored alike)
 
 Metrics (MLflow experiment genie-eval, run name --name; also printed, and in --out/probe.json):
   probe_nmi, probe_accuracy, probe_chance_accuracy   on the held-out transitions
+  camera_motion_nmi                                   the camera's move, scored alike
   probe_heldout_windows                               held-out windows scored
   probe_train_clips, probe_clips_without_actions, probe_clips_too_short
                                                      what it trained on, and what it left out
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "probe_nmi": scores["lam_nmi"],
         "probe_accuracy": scores["lam_accuracy"],
         "probe_chance_accuracy": scores["lam_chance_accuracy"],
+        "camera_motion_nmi": scores["camera_motion_nmi"],
         "probe_train_clips": float(len(data.clips)),
         "probe_clips_without_actions": float(data.without_actions),
         "probe_clips_too_short": float(data.too_short),

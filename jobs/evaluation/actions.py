@@ -19,6 +19,8 @@ from pipelines.images import to_model
 from pipelines.training_data import heldout_windows
 
 MAX_ACTION_ID = 2**16  # ids index count tables: a log's ids stay under this
+# A camera move under half a pixel a frame reads as still (`motion_classes`).
+STILL_PX = 0.5
 
 
 class ActionLogError(ValueError):
@@ -183,8 +185,13 @@ def labelled_windows(
 def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict]:
     """How the LAM's codes on held-out windows line up with the game's true actions:
     (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
-    the `action_map` play uses (true action names and the code each most often gets)."""
-    codes = lam.infer_actions(to_model(windows.frames)).numpy()
+    the `action_map` play uses (true action names and the code each most often gets).
+
+    Beside `lam_nmi`, `camera_motion_nmi` scores `motion_classes` the same way: what codes that
+    read only the camera's move would reach, so a LAM at or under it has learnt the scroll and
+    nothing of the player."""
+    frames = to_model(windows.frames)
+    codes = lam.infer_actions(frames).numpy()
     results = {
         "lam_codes_used": float(len(np.unique(codes))),
         "lam_windows": float(len(windows.frames)),
@@ -192,12 +199,21 @@ def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict
     if windows.truth is None:
         return results, {"skipped": windows.skipped}
     alignment = metrics.action_alignment(codes, windows.truth)
+    camera = metrics.camera_motion(frames[:, :-1], frames[:, 1:])
     results |= {
         "lam_nmi": alignment.nmi,
         "lam_accuracy": alignment.accuracy,
         "lam_chance_accuracy": alignment.chance_accuracy,
+        "camera_motion_nmi": metrics.action_alignment(motion_classes(camera), windows.truth).nmi,
     }
     return results, {"action_map": action_map(codes, windows.truth, windows.names)}
+
+
+def motion_classes(motion: torch.Tensor, still_px: float = STILL_PX) -> np.ndarray:
+    """Camera moves (..., 2) (dx, dy) in pixels -> one of 9 classes each: left, still or right
+    times up, still or down, still within `still_px` either way."""
+    sides = np.digitize(motion.numpy(), [-still_px, still_px])  # 0, 1, 2 on each axis
+    return sides[..., 0] * 3 + sides[..., 1]
 
 
 def action_map(codes: np.ndarray, truth: np.ndarray, names: dict[int, str]) -> dict:

@@ -181,3 +181,20 @@ def test_a_held_out_clip_without_a_log_skips_the_score_and_says_why(tmp_path):
     scores, details = lam_alignment(FixedCodes(np.zeros((6, 4), np.int64)), windows)
     assert "lam_nmi" not in scores and scores["lam_windows"] == 6
     assert details == {"skipped": windows.skipped}
+
+
+@pytest.mark.parametrize("shuffle_actions", [False, True])
+def test_the_camera_motion_reference_reads_the_actions_only_where_the_frames_move_with_them(
+    tmp_path, shuffle_actions
+):
+    """`camera_motion_nmi`: the sprite moves left, stays or moves right with each action (the
+    camera move that would make it reads the opposite way), so its motion classes name the
+    actions; logs of actions the frames do not show leave them nothing to name."""
+    clips = write_played_clips(tmp_path, 40, shuffle_actions=shuffle_actions)
+    windows = labelled_windows(clips, samples=6, frames=8)
+    scores, _ = lam_alignment(FixedCodes(np.zeros((6, 7), np.int64)), windows)
+    if shuffle_actions:
+        assert scores["camera_motion_nmi"] < 0.3
+    else:
+        assert scores["camera_motion_nmi"] > 0.7
+    assert scores["lam_nmi"] == 0.0  # one code for every transition tells nothing
