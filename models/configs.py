@@ -1,7 +1,9 @@
 """Model hyperparameters as frozen dataclasses, with presets `tiny`, `small`, `coinrun`, `paper`.
 
 `tiny` runs in seconds on CPU (tests, CI, the built-in game's demo); `small` is `tiny` for real
-game footage on CPU (the CoinRun demo); `coinrun` is the paper's case study (appendix:
+game footage on CPU (the CoinRun demo); `tiny-paper-form` and `small-paper-form` are those two
+with every departure from the paper's design off (`paper_form`), to measure what each buys;
+`coinrun` is the paper's case study (appendix:
 tokenizer 8+8 layers d=512, 1024 codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
 `paper` matches the paper's sizes (tokenizer ~200M, LAM ~300M, dynamics ~10.1B parameters,
 checked by counting on the meta device in tests/models/test_configs.py). The paper's exact
@@ -262,17 +264,37 @@ TINY = ModelPreset(
     ),
 )
 
+
+def paper_form(preset: ModelPreset, name: str) -> ModelPreset:
+    """`preset`'s sizes with every departure from the paper switched off: the LAM's decoder
+    draws the next frame outright and its encoder sees no cost volume; the dynamics model takes
+    no previous token, copies nothing and has no 2D rotary positions. The comparison each
+    departure is kept on (docs/results.md) trains both."""
+    return ModelPreset(
+        name=name,
+        tokenizer=preset.tokenizer,
+        lam=dataclasses.replace(preset.lam, motion_decoder=False, cost_volume=False),
+        dynamics=dataclasses.replace(
+            preset.dynamics, previous_token_input=False, copy_head=False, spatial_rotary=False
+        ),
+    )
+
+
+SMALL = ModelPreset(
+    name="small",
+    tokenizer=dataclasses.replace(TINY.tokenizer, num_codes=1024),
+    lam=dataclasses.replace(TINY.lam, displacements=(2, 8)),
+    dynamics=dataclasses.replace(TINY.dynamics, num_codes=1024),
+)
+
 PRESETS: dict[str, ModelPreset] = {
     "tiny": TINY,
     # `tiny`'s sizes for real game footage on CPU: the paper's 1024 codes (detailed textures
     # need them; the built-in game's tiles do not, and its dynamics model learns 256 faster),
     # and LAM moves of 2 pixels as well as 8 (a smooth scroll at 160x90 is 0-5 px a frame).
-    "small": ModelPreset(
-        name="small",
-        tokenizer=dataclasses.replace(TINY.tokenizer, num_codes=1024),
-        lam=dataclasses.replace(TINY.lam, displacements=(2, 8)),
-        dynamics=dataclasses.replace(TINY.dynamics, num_codes=1024),
-    ),
+    "small": SMALL,
+    "tiny-paper-form": paper_form(TINY, "tiny-paper-form"),
+    "small-paper-form": paper_form(SMALL, "small-paper-form"),
     "coinrun": ModelPreset(
         name="coinrun",
         tokenizer=TokenizerConfig(dim=512, encoder_layers=8, decoder_layers=8, num_heads=8),
@@ -291,7 +313,7 @@ PRESETS: dict[str, ModelPreset] = {
 
 
 def get_preset(name: str) -> ModelPreset:
-    """The preset called `name`: one of `PRESETS` (`tiny`, `small`, `coinrun`, `paper`)."""
+    """The preset called `name`, one of `PRESETS`."""
     if name not in PRESETS:
         raise ValueError(f"config field 'preset' must be one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name]

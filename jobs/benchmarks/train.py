@@ -29,6 +29,7 @@ import torch
 from jobs.common.config import load_config
 from jobs.common.parsers import command_parser
 from jobs.training.config import TrainConfig
+from models.configs import PRESETS
 from pipelines.synth.corpus import SourceSpec, gameplay
 from pipelines.video import encode_mp4
 
@@ -258,7 +259,7 @@ def idle_pause_comparison(
 def run(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m jobs.bench train", __doc__, "")
     parser.add_argument("--stage", default="tokenizer", choices=["tokenizer", "lam", "dynamics"])
-    parser.add_argument("--preset", default="tiny", choices=["tiny", "small", "coinrun", "paper"])
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--window", type=int, default=4)

@@ -21,10 +21,14 @@ class OptimConfig:
     grad_clip: float = bounded(1.0, 1e-6, 1e6)
 
 
+# models.configs.PRESETS; the *-paper-form ones switch off every departure from the paper
+PresetName = Literal["tiny", "small", "coinrun", "paper", "tiny-paper-form", "small-paper-form"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     stage: Literal["tokenizer", "lam", "dynamics"] = "tokenizer"
-    model: Literal["tiny", "small", "coinrun", "paper"] = "tiny"
+    model: PresetName = "tiny"
     name: str = ""  # run name: also the checkpoint folder and the MLflow run name
     data: str = ""  # curated clips (tokenizer, lam) or token shards (dynamics)
     storage_path: str = "/tmp/genie-runs"  # checkpoints; an object-store URI on a cluster

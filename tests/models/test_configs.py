@@ -1,11 +1,13 @@
 """Presets: paper sizes counted on the meta device, field validation."""
 
 import dataclasses
+from typing import get_args
 
 import pytest
 import torch
 
-from models.configs import DynamicsConfig, TokenizerConfig, get_preset
+from jobs.training.config import PresetName
+from models.configs import PRESETS, DynamicsConfig, TokenizerConfig, get_preset
 from models.dynamics import DynamicsModel
 from models.lam import LatentActionModel
 from models.tokenizer import VideoTokenizer
@@ -69,3 +71,23 @@ def test_preset_parts_must_fit_together():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="coinrun"):
         get_preset("huge")
+
+
+@pytest.mark.parametrize("base", ["tiny", "small"])
+def test_paper_form_presets_differ_from_theirs_only_in_the_departures(base):
+    """What a comparison with the paper's form relies on: the same sizes, every switch off."""
+    ours, paper = get_preset(base), get_preset(f"{base}-paper-form")
+    departures = {
+        "lam": ("motion_decoder", "cost_volume"),
+        "dynamics": ("previous_token_input", "copy_head", "spatial_rotary"),
+    }
+    assert paper.tokenizer == ours.tokenizer
+    for part, switches in departures.items():
+        assert all(getattr(getattr(ours, part), s) for s in switches), (part, "ours")
+        assert not any(getattr(getattr(paper, part), s) for s in switches), (part, "paper")
+        back = dataclasses.replace(getattr(paper, part), **{s: True for s in switches})
+        assert back == getattr(ours, part)
+
+
+def test_genie_train_takes_every_preset():
+    assert set(get_args(PresetName)) == set(PRESETS)
