@@ -7,9 +7,10 @@ Metrics (stable names, so the MLflow UI compares runs directly):
                                        LAM codes vs the true actions, where an action log sits
                                        beside each source video (`genie synth`, `genie record`);
                                        otherwise the run's tag `lam_nmi_skipped` says why
-  camera_motion_nmi                    the same NMI for the camera's move (left/still/right x
-                                       up/still/down) in place of the codes: a LAM at or under
-                                       it has learnt the scroll and nothing of the player
+  camera_motion_nmi                    a reference: the same NMI for the frames' dominant
+                                       motion read nine ways (left/still/right x up/still/down)
+                                       in place of the codes; a LAM near it may read little
+                                       more than which way the picture moved
   delta_psnr_t4, psnr_inferred_t4, psnr_random_t4
                                        the paper's ΔtPSNR: frame t generated with the actions
                                        the LAM infers from the truth vs with random actions

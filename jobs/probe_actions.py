@@ -7,12 +7,13 @@ lam_nmi against this run's probe_nmi:
   probe_nmi high, lam_nmi low     the frames show the actions; the LAM does not find them
   both low                        the frames hardly show the actions (momentum, a player who
                                   is often blocked, actions that do nothing on screen)
-  lam_nmi near camera_motion_nmi  the LAM's codes say how the camera moved and no more (both
-                                  jobs report it: the camera's move in 9 classes, scored alike)
+  lam_nmi near camera_motion_nmi  the LAM may read little more than which way the picture
+                                  moved (both jobs report it: the frames' dominant motion read
+                                  nine ways, scored alike)
 
 Metrics (MLflow experiment genie-eval, run name --name; also printed, and in --out/probe.json):
   probe_nmi, probe_accuracy, probe_chance_accuracy   on the held-out transitions
-  camera_motion_nmi                                   the camera's move, scored alike
+  camera_motion_nmi                                   the frames' dominant motion, scored alike
   probe_heldout_windows                               held-out windows scored
   probe_train_clips, probe_clips_without_actions, probe_clips_too_short
                                                      what it trained on, and what it left out

@@ -1,8 +1,9 @@
-"""Model hyperparameters as frozen dataclasses, with presets `tiny`, `small`, `coinrun`, `paper`.
+"""Model hyperparameters as frozen dataclasses, with presets (`PRESETS`).
 
 `tiny` runs in seconds on CPU (tests, CI, the built-in game's demo); `small` is `tiny` for real
 game footage on CPU (the CoinRun demo); `tiny-paper-form` and `small-paper-form` are those two
-with every departure from the paper's design off (`paper_form`), to measure what each buys;
+with every departure from the paper that has a switch turned off (`paper_form`), to measure
+what they buy;
 `coinrun` is the paper's case study (appendix:
 tokenizer 8+8 layers d=512, 1024 codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
 `paper` matches the paper's sizes (tokenizer ~200M, LAM ~300M, dynamics ~10.1B parameters,
@@ -265,17 +266,24 @@ TINY = ModelPreset(
 )
 
 
+# The switches of the departures from the paper's design, each False in the paper's form. One
+# departure has none: the LAM's encoder always sees each patch's change since the frame before.
+DEPARTURES: dict[str, tuple[str, ...]] = {
+    "lam": ("motion_decoder", "cost_volume"),
+    "dynamics": ("previous_token_input", "copy_head", "spatial_rotary"),
+}
+
+
 def paper_form(preset: ModelPreset, name: str) -> ModelPreset:
-    """`preset`'s sizes with every departure from the paper switched off: the LAM's decoder
-    draws the next frame outright and its encoder sees no cost volume; the dynamics model takes
-    no previous token, copies nothing and has no 2D rotary positions. The comparison each
-    departure is kept on (docs/results.md) trains both."""
+    """`preset`'s sizes with every switch of `DEPARTURES` off: the LAM's decoder draws the next
+    frame outright and its encoder sees no cost volume; the dynamics model takes no previous
+    token, copies nothing and has no 2D rotary positions."""
     return ModelPreset(
         name=name,
         tokenizer=preset.tokenizer,
-        lam=dataclasses.replace(preset.lam, motion_decoder=False, cost_volume=False),
+        lam=dataclasses.replace(preset.lam, **dict.fromkeys(DEPARTURES["lam"], False)),
         dynamics=dataclasses.replace(
-            preset.dynamics, previous_token_input=False, copy_head=False, spatial_rotary=False
+            preset.dynamics, **dict.fromkeys(DEPARTURES["dynamics"], False)
         ),
     )
 

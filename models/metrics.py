@@ -201,6 +201,10 @@ def action_alignment(
     )
 
 
+# Frame pairs `camera_motion` takes at once (its float64 spectra are ~2.5 MB a pair at 160x90).
+MOTION_PAIRS_AT_ONCE = 64
+
+
 def camera_motion(
     before: torch.Tensor,
     after: torch.Tensor,
@@ -230,6 +234,16 @@ def camera_motion(
         )
     if max_shift < 1:
         raise ValueError(f"max_shift must be >= 1, got {max_shift}")
+    pairs_before = before.reshape(-1, *before.shape[-3:])
+    if len(pairs_before) > MOTION_PAIRS_AT_ONCE:  # each pair alone: memory stays bounded
+        pairs_after = after.reshape(-1, *after.shape[-3:])
+        chunks = zip(
+            pairs_before.split(MOTION_PAIRS_AT_ONCE),
+            pairs_after.split(MOTION_PAIRS_AT_ONCE),
+            strict=True,
+        )
+        motion = torch.cat([camera_motion(b, a, max_shift, changed_above, near) for b, a in chunks])
+        return motion.reshape(*before.shape[:-3], 2)
     height, width = before.shape[-2:]
     grey_before = before.double().mean(dim=-3).reshape(-1, height, width)
     grey_after = after.double().mean(dim=-3).reshape(-1, height, width)

@@ -187,9 +187,9 @@ def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict
     (metrics, details) where details hold `skipped` (why NMI could not be computed, if so) and
     the `action_map` play uses (true action names and the code each most often gets).
 
-    Beside `lam_nmi`, `camera_motion_nmi` scores `motion_classes` the same way: what codes that
-    read only the camera's move would reach, so a LAM at or under it has learnt the scroll and
-    nothing of the player."""
+    Beside `lam_nmi`, `camera_motion_nmi` scores `motion_classes` of the frames' dominant motion
+    (`metrics.camera_motion`) the same way, a reference: a LAM near it may read little more
+    than which way the picture moved."""
     frames = to_model(windows.frames)
     codes = lam.infer_actions(frames).numpy()
     results = {
@@ -211,8 +211,9 @@ def lam_alignment(lam, windows: LabelledWindows) -> tuple[dict[str, float], dict
 
 def motion_classes(motion: torch.Tensor, still_px: float = STILL_PX) -> np.ndarray:
     """Camera moves (..., 2) (dx, dy) in pixels -> one of 9 classes each: left, still or right
-    times up, still or down, still within `still_px` either way."""
-    sides = np.digitize(motion.numpy(), [-still_px, still_px])  # 0, 1, 2 on each axis
+    times up, still or down, still within `still_px` either way (its bounds included)."""
+    move = motion.numpy()
+    sides = (move > still_px).astype(np.int64) - (move < -still_px) + 1  # 0, 1, 2 on each axis
     return sides[..., 0] * 3 + sides[..., 1]
 
 

@@ -21,7 +21,7 @@ class OptimConfig:
     grad_clip: float = bounded(1.0, 1e-6, 1e6)
 
 
-# models.configs.PRESETS; the *-paper-form ones switch off every departure from the paper
+# models.configs.PRESETS; the *-paper-form ones switch off the departures from the paper
 PresetName = Literal["tiny", "small", "coinrun", "paper", "tiny-paper-form", "small-paper-form"]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jobs.training.config import PresetName
-from models.configs import PRESETS, DynamicsConfig, TokenizerConfig, get_preset
+from models.configs import DEPARTURES, PRESETS, DynamicsConfig, TokenizerConfig, get_preset
 from models.dynamics import DynamicsModel
 from models.lam import LatentActionModel
 from models.tokenizer import VideoTokenizer
@@ -77,12 +77,8 @@ def test_unknown_preset_lists_the_known_ones():
 def test_paper_form_presets_differ_from_theirs_only_in_the_departures(base):
     """What a comparison with the paper's form relies on: the same sizes, every switch off."""
     ours, paper = get_preset(base), get_preset(f"{base}-paper-form")
-    departures = {
-        "lam": ("motion_decoder", "cost_volume"),
-        "dynamics": ("previous_token_input", "copy_head", "spatial_rotary"),
-    }
     assert paper.tokenizer == ours.tokenizer
-    for part, switches in departures.items():
+    for part, switches in DEPARTURES.items():
         assert all(getattr(getattr(ours, part), s) for s in switches), (part, "ours")
         assert not any(getattr(getattr(paper, part), s) for s in switches), (part, "paper")
         back = dataclasses.replace(getattr(paper, part), **{s: True for s in switches})

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from models import metrics
 from models.metrics import (
     PSNR_MAX_DB,
     action_alignment,
@@ -287,6 +288,18 @@ def test_camera_motion_is_zero_where_no_move_explains_the_change():
     assert camera_motion(before[:0], after[:0]).shape == (0, 2)
     with pytest.raises(ValueError, match="max_shift"):
         camera_motion(before, after, max_shift=0)
+
+
+def test_camera_motion_of_many_pairs_reads_each_as_alone(monkeypatch):
+    """Over `MOTION_PAIRS_AT_ONCE` pairs go in batches (memory); each reads as it does alone."""
+    monkeypatch.setattr(metrics, "MOTION_PAIRS_AT_ONCE", 2)
+    moves = [(0, 0), (3, 0), (-5, 2), (8, -1), (0.5, 0)]
+    before = torch.stack([textured_view(0, 0)] * 5).view(5, 1, 3, 90, 160)
+    after = torch.stack([textured_view(dx, dy) for dx, dy in moves]).view(5, 1, 3, 90, 160)
+    motion = camera_motion(before, after)
+    assert motion.shape == (5, 1, 2)
+    for i in range(5):
+        assert torch.equal(motion[i], camera_motion(before[i], after[i]))
 
 
 def test_camera_motion_of_still_and_featureless_frames_is_zero():
