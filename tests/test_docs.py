@@ -24,6 +24,8 @@ import subprocess
 import tokenize
 from pathlib import Path
 
+from tests import sources
+
 REPO = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".html", ".ini", ""}
 CITED_SUFFIXES = "py|md|yaml|yml|toml|html|ini|sql|cfg"
@@ -92,7 +94,7 @@ def citations(path: str, text: str) -> set[str]:
 
 def docstrings_and_comments(source: str) -> str:
     """The prose of a Python file: its docstrings and comments."""
-    tree = ast.parse(source)
+    tree = sources.parse(source)
     kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     parts = [
         ast.get_docstring(n, clean=False) or "" for n in ast.walk(tree) if isinstance(n, kinds)

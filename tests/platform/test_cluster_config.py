@@ -34,6 +34,7 @@ from ray.runtime_env import RuntimeEnv
 import tests.curate_videos as cv
 from jobs.cli import SUBCOMMANDS
 from jobs.common.config import load_config
+from tests import sources
 from tests.conftest import REPO
 
 PLATFORM = REPO / "platform"
@@ -466,7 +467,7 @@ def test_every_torch_load_is_weights_only_and_nothing_else_unpickles():
     loads = []
     for folder in ("jobs", "models", "pipelines"):
         for path in (REPO / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
+            for node in ast.walk(sources.parse(path.read_text())):
                 if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                     continue
                 owner = getattr(node.func.value, "id", None)
