@@ -3,9 +3,8 @@
 `tiny` runs in seconds on CPU (tests, CI, the built-in game's demo); `small` is `tiny` for real
 game footage on CPU (the CoinRun demo); `tiny-paper-form` and `small-paper-form` are those two
 with every departure from the paper that has a switch turned off (`paper_form`), to measure
-what they buy;
-`coinrun` is the paper's case study (appendix:
-tokenizer 8+8 layers d=512, 1024 codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
+what they buy; `coinrun` is the paper's case study (appendix: tokenizer 8+8 layers d=512, 1024
+codes, patch 4; LAM |A|=6; dynamics 12 layers d=512);
 `paper` matches the paper's sizes (tokenizer ~200M, LAM ~300M, dynamics ~10.1B parameters,
 checked by counting on the meta device in tests/models/test_configs.py). The paper's exact
 layer/width split is not used: widths and depths here are chosen to land on its totals.

@@ -235,7 +235,7 @@ def camera_motion(
     if max_shift < 1:
         raise ValueError(f"max_shift must be >= 1, got {max_shift}")
     pairs_before = before.reshape(-1, *before.shape[-3:])
-    if len(pairs_before) > MOTION_PAIRS_AT_ONCE:  # each pair alone: memory stays bounded
+    if len(pairs_before) > MOTION_PAIRS_AT_ONCE:  # in chunks: memory stays bounded
         pairs_after = after.reshape(-1, *after.shape[-3:])
         chunks = zip(
             pairs_before.split(MOTION_PAIRS_AT_ONCE),
